@@ -1,0 +1,40 @@
+# Two commands do everything on a fresh clone with Python 3.11:
+#   make test   creates .venv, installs requirements.txt and the project, runs every test and lesson
+#   make demo   the main job on built-in data
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LESSON_SOURCES := $(sort $(wildcard lessons/[0-9][0-9]_*.py))
+LESSON_NOTEBOOKS := $(LESSON_SOURCES:.py=.ipynb)
+
+.PHONY: test demo lessons train clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+lessons/%.ipynb: lessons/%.py | $(STAMP)
+	$(VENV)/bin/jupytext --quiet --to ipynb --output $@ $<
+
+# Notebooks built from the jupytext sources (never committed).
+lessons: $(LESSON_NOTEBOOKS)
+
+test: $(STAMP) lessons
+	$(PY) -m pytest -n 2 --nbmake tests $(LESSON_NOTEBOOKS)
+
+demo: $(STAMP)
+	$(PY) -m u2net_mini.demo
+
+# The paper's full protocol on real data: make train DATA=/path/to/IDRiD
+train: $(STAMP)
+	@test -n "$(DATA)" || { echo "usage: make train DATA=/path/to/IDRiD [MODE=mt]"; exit 2; }
+	$(PY) -m u2net_mini.train --data "$(DATA)" --mode $(or $(MODE),mt) --model xs --out runs/$(or $(MODE),mt)
+
+clean:
+	rm -rf $(VENV) lessons/*.ipynb .pytest_cache build
