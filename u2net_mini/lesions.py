@@ -22,6 +22,10 @@ LESION_NAMES = {
     "SE": "soft exudates",
 }
 
+# One colour per lesion, used by every figure and overlay; chosen to stand out on the
+# orange-red of a fundus photograph.
+LESION_COLOURS = {"MA": "#00b7eb", "HE": "#2ca02c", "EX": "#e6b800", "SE": "#d62fd6"}
+
 # The lesion groups each mode trains, one tuple per model.
 TASK_GROUPS = {
     "st": (("MA",), ("HE",), ("EX",), ("SE",)),
