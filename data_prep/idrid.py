@@ -1,0 +1,196 @@
+"""
+# The IDRiD segmentation data set, read from its own folder layout
+
+IDRiD (Porwal et al., Data 3(3):25, 2018) is the data set of the paper: 81 colour fundus
+photographs (4288 × 2848 JPEG) with pixel masks of four lesions, 54 for training
+(IDRiD_01–54) and 27 for testing (IDRiD_55–81). Unpacked, it reads
+
+    A. Segmentation/
+      1. Original Images/a. Training Set/IDRiD_01.jpg          (b. Testing Set/ ...)
+      2. All Segmentation Groundtruths/a. Training Set/
+          1. Microaneurysms/IDRiD_01_MA.tif    2. Haemorrhages/IDRiD_01_HE.tif
+          3. Hard Exudates/IDRiD_01_EX.tif     4. Soft Exudates/IDRiD_01_SE.tif
+          5. Optic Disc/IDRiD_01_OD.tif        (not a lesion, not read)
+
+A mask is a 1-bit palette TIFF (index 0 black, 1 red): as an array it is {0, 1}, as
+8-bit grey it is {0, 76}, so it is binarized with `> 0` (never `> 127`). A missing mask
+file means the lesion is absent from that photograph (only 26 of the 54 training
+photographs have SE; IDRiD_43 has no HE). `IDRiD` reads any `.jpg` in the images folder
+with masks named `<name>_<lesion>.tif`, so the synthetic set in the same layout reads
+alike. `write_mask` writes a mask in the same encoding.
+
+Nothing is decoded before `[i]` asks for it: a 4288 × 2848 photograph with its masks is
+about 60 MB in memory.
+"""
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from u2net_mini.atomic import atomic_write
+from u2net_mini.lesions import LESIONS
+
+SEGMENTATION = "A. Segmentation"
+IMAGES = "1. Original Images"
+GROUNDTRUTHS = "2. All Segmentation Groundtruths"
+SPLITS = {"train": "a. Training Set", "test": "b. Testing Set"}
+LESION_FOLDERS = {
+    "MA": "1. Microaneurysms",
+    "HE": "2. Haemorrhages",
+    "EX": "3. Hard Exudates",
+    "SE": "4. Soft Exudates",
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg")
+
+
+def image_folder(root, split):
+    return Path(root) / SEGMENTATION / IMAGES / SPLITS[split]
+
+
+def mask_folder(root, split, lesion):
+    return Path(root) / SEGMENTATION / GROUNDTRUTHS / SPLITS[split] / LESION_FOLDERS[lesion]
+
+
+def read_image(path):
+    """Decode a photograph to (H, W, 3) uint8 RGB, as stored (EXIF orientation ignored,
+    like the masks)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    data = np.fromfile(path, dtype=np.uint8)  # (bytes,) works with any characters in the path
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # (H, W, 3)
+    if bgr is None:
+        raise ValueError(f"cannot read image {path}: not an image file OpenCV can decode")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # (H, W, 3)
+
+
+def read_mask(path):
+    """Read a lesion mask (1-bit palette TIFF, or any grey image) as (H, W) bool, `> 0`."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("1", "L", "P"):
+                image = image.convert("L")
+            values = np.array(image)  # (H, W) palette indices {0, 1}, or grey levels
+    except (OSError, SyntaxError) as error:  # PIL raises these for files it cannot parse
+        raise ValueError(f"cannot read mask {path}: {error}") from error
+    return values > 0  # (H, W)
+
+
+def write_mask(path, mask):
+    """Write an (H, W) bool mask as IDRiD does: an uncompressed 1-bit palette TIFF whose
+    palette maps 0 to black and 1 to red. The file appears complete or not at all."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.ndim != 2 or min(mask.shape) == 0:
+        raise ValueError(f"mask must be a non-empty (H, W) bool array, got {mask.dtype} {mask.shape}")
+    height, width = mask.shape
+    pixels = np.packbits(mask, axis=1).tobytes()  # rows of ceil(W / 8) bytes, first pixel in the high bit
+    colormap = struct.pack("<6H", 0, 65535, 0, 0, 0, 0)  # red (0, 1), green (0, 1), blue (0, 1)
+    resolution = struct.pack("<II", 72, 1)  # 72 / 1 dots per inch
+    pixels_at = 8
+    colormap_at = pixels_at + len(pixels) + len(pixels) % 2  # TIFF offsets are even
+    x_res_at = colormap_at + len(colormap)
+    y_res_at = x_res_at + len(resolution)
+    ifd_at = y_res_at + len(resolution)
+    SHORT, LONG, RATIONAL = 3, 4, 5
+    entries = [  # (tag, type, count, value or offset), in increasing tag order
+        (256, LONG, 1, width),
+        (257, LONG, 1, height),
+        (258, SHORT, 1, 1),  # BitsPerSample
+        (259, SHORT, 1, 1),  # Compression: none
+        (262, SHORT, 1, 3),  # PhotometricInterpretation: palette
+        (273, LONG, 1, pixels_at),  # StripOffsets
+        (277, SHORT, 1, 1),  # SamplesPerPixel
+        (278, LONG, 1, height),  # RowsPerStrip: one strip
+        (279, LONG, 1, len(pixels)),  # StripByteCounts
+        (282, RATIONAL, 1, x_res_at),
+        (283, RATIONAL, 1, y_res_at),
+        (296, SHORT, 1, 2),  # ResolutionUnit: inch
+        (320, SHORT, 6, colormap_at),  # ColorMap
+    ]
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        field = struct.pack("<HH", value, 0) if kind == SHORT and count == 1 else struct.pack("<I", value)
+        ifd += struct.pack("<HHI", tag, kind, count) + field
+    ifd += struct.pack("<I", 0)  # no further image in the file
+    blob = (
+        b"II" + struct.pack("<HI", 42, ifd_at) + pixels + b"\0" * (len(pixels) % 2)
+        + colormap + resolution + resolution + ifd
+    )
+    with atomic_write(path) as file:
+        file.write(blob)
+
+
+class IDRiD:
+    """The photographs and lesion masks of one split, read lazily.
+
+    `IDRiD(root, split)` with `root` the folder that holds `A. Segmentation` (or that
+    folder itself) and `split` "train" or "test". `len()`, `.names` (sorted file stems),
+    and `[i]` -> dict with `name`, `image` (H, W, 3) uint8 RGB, `masks` (4, H, W) bool in
+    the order MA, HE, EX, SE, `present` (4,) bool (which mask files exist).
+    """
+
+    def __init__(self, root, split="train"):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"IDRiD root {root} does not exist or is not a folder")
+        if root.name == SEGMENTATION and not (root / SEGMENTATION).is_dir():
+            root = root.parent
+        self.root, self.split = root, split
+        images = image_folder(root, split)
+        truths = Path(root) / SEGMENTATION / GROUNDTRUTHS / SPLITS[split]
+        for folder in (images, truths):
+            if not folder.is_dir():
+                found = sorted(p.name for p in root.iterdir())[:8]
+                raise ValueError(
+                    f"{root} does not have the IDRiD layout: expected the folder "
+                    f"'{folder.relative_to(root)}', found only {found} at the top"
+                )
+        photographs = [p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        self._suffix = {p.stem: p.suffix for p in photographs}
+        self.names = sorted(self._suffix)
+        if not self.names:
+            raise ValueError(f"no .jpg photographs in {images}")
+
+    def __len__(self):
+        return len(self.names)
+
+    def image_path(self, i):
+        name = self.names[i]
+        return image_folder(self.root, self.split) / f"{name}{self._suffix[name]}"
+
+    def mask_path(self, i, lesion):
+        return mask_folder(self.root, self.split, lesion) / f"{self.names[i]}_{lesion}.tif"
+
+    def mask_present(self, i):
+        """(4,) bool: which of the MA, HE, EX, SE mask files exist for photograph `i`."""
+        return np.array([self.mask_path(i, lesion).is_file() for lesion in LESIONS])  # (4,)
+
+    def __getitem__(self, i):
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} photographs")
+        i = i % len(self)
+        image = read_image(self.image_path(i))  # (H, W, 3)
+        height, width = image.shape[:2]
+        present = self.mask_present(i)  # (4,)
+        masks = np.zeros((len(LESIONS), height, width), dtype=bool)  # (4, H, W)
+        for channel, lesion in enumerate(LESIONS):
+            if not present[channel]:
+                continue
+            path = self.mask_path(i, lesion)
+            mask = read_mask(path)  # (h, w)
+            if mask.shape != (height, width):
+                raise ValueError(
+                    f"mask {path} has shape {mask.shape} but its image "
+                    f"{self.image_path(i).name} has shape {(height, width)}"
+                )
+            masks[channel] = mask
+        return {"name": self.names[i], "image": image, "masks": masks, "present": present}
+
+    def __repr__(self):
+        return f"IDRiD({str(self.root)!r}, split={self.split!r}) with {len(self)} photographs"
