@@ -1,0 +1,71 @@
+"""
+# Student notebooks from the lesson sources
+
+    python -m lessons.make_student OUT_DIR [LESSON.py ...] [--force]
+
+Writes `OUT_DIR/NN_name.ipynb` for each lesson source (all of `lessons/[0-9][0-9]_*.py`
+when none is named), with every solution region replaced as `lessons/exercises.py`
+describes. The check cells stay, so a student can run them. A non-empty OUT_DIR is
+refused unless `--force` is given; each notebook is written to a temporary file first
+and renamed, so a notebook is either the old one or the complete new one.
+
+Exit status: 0 written; 2 bad command line, missing lesson, markup that breaks the
+conventions, or a non-empty OUT_DIR without `--force`.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import jupytext
+
+from u2net_mini.atomic import atomic_write
+
+from .exercises import read_lesson, to_student
+
+LESSON_DIR = Path(__file__).resolve().parent
+
+
+def lesson_sources(folder=LESSON_DIR):
+    """The lesson sources in `folder`, in lesson order: NN_name.py."""
+    return sorted(Path(folder).glob("[0-9][0-9]_*.py"))
+
+
+def make_student(out_dir, lessons=None, force=False):
+    """Write the student notebook of each lesson into `out_dir`; return the paths written."""
+    out_dir = Path(out_dir)
+    lessons = [Path(path) for path in lessons] if lessons else lesson_sources()
+    if not lessons:
+        raise FileNotFoundError(f"no lesson sources NN_name.py found in {LESSON_DIR}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"OUT_DIR must be a folder, got the file {out_dir}")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise ValueError(f"{out_dir} is not empty; pass --force to write student notebooks into it anyway")
+    notebooks = [(path, to_student(read_lesson(path))) for path in lessons]  # every lesson checked before any write
+    written = []
+    for path, notebook in notebooks:
+        target = out_dir / f"{path.stem}.ipynb"
+        with atomic_write(target, mode="w") as file:
+            file.write(jupytext.writes(notebook, fmt="ipynb"))
+        written.append(target)
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lessons.make_student", description="Write student notebooks: every solution replaced by a placeholder.")
+    parser.add_argument("out_dir", help="folder for the student notebooks")
+    parser.add_argument("lessons", nargs="*", help="lesson sources NN_name.py (default: every lesson)")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR")
+    args = parser.parse_args(argv)
+    try:
+        written = make_student(args.out_dir, args.lessons, args.force)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"make_student: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
