@@ -26,7 +26,8 @@ lessons/%.ipynb: lessons/%.py | $(STAMP)
 lessons: $(LESSON_NOTEBOOKS)
 
 test: $(STAMP) lessons
-	$(PY) -m pytest -n 2 --nbmake tests $(LESSON_NOTEBOOKS)
+	# one torch thread per worker: two workers already fill a 2-core machine
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --nbmake tests $(LESSON_NOTEBOOKS)
 
 demo: $(STAMP)
 	$(PY) -m u2net_mini.demo
