@@ -10,6 +10,8 @@ from u2net_mini.fold import fold_batchnorm, fold_conv_bn
 from u2net_mini.model import model_from_config, u2net_xs
 from u2net_mini.rsu import REBNCONV, RSU4F
 
+from helpers import randomize_batchnorm
+
 
 def hand_conv_bn(conv_bias):
     """1 -> 1 channel 3×3 conv of ones; batch norm gamma 3, beta 1, mean 0.5, var 4, eps 0."""
@@ -42,19 +44,6 @@ def test_fold_conv_without_bias_by_hand():
     x = torch.randn(1, 1, 4, 5)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), bn(conv(x)))
-
-
-def randomize_batchnorm(model, seed):
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                c = module.num_features
-                module.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 0.1, c)))
-                module.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, c)))
-                module.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c)))
-                module.bias.copy_(torch.from_numpy(rng.uniform(0.0, 0.4, c)))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
