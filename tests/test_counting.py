@@ -110,6 +110,11 @@ def test_conv_macs_of_xs_at_512():
     assert conv_macs(u2net_xs(4), 1024, 1024) == 4 * macs
 
 
+def test_conv_macs_of_a_float64_model_equals_float32():
+    # the placeholder input takes the parameters' dtype; a float32 one made float64 convs fail
+    assert conv_macs(u2net_xs(1).double(), 64, 64) == conv_macs(u2net_xs(1), 64, 64)
+
+
 def test_conv_macs_leaves_the_model_alone():
     model = u2net_xs(1).train()
     conv_macs(model, 64, 64)

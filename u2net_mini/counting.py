@@ -78,7 +78,8 @@ def conv_macs_per_layer(model, height, width):
     # Shapes only: every parameter and buffer, and the input, live on the meta device.
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     meta = {name: torch.empty_like(tensor, device="meta") for name, tensor in tensors.items()}
-    x = torch.empty(1, _input_channels(model), height, width, device="meta")  # (1, C, H, W)
+    dtype = next(iter(tensors.values())).dtype  # a float64 model counts like a float32 one
+    x = torch.empty(1, _input_channels(model), height, width, device="meta", dtype=dtype)  # (1, C, H, W)
     was_training = model.training
     model.eval()  # batch norm in training mode would refuse 1×1 maps of a single image
     try:
