@@ -32,10 +32,10 @@ test: $(STAMP) lessons
 demo: $(STAMP)
 	$(PY) -m u2net_mini.demo
 
-# The paper's full protocol on real data: make train DATA=/path/to/IDRiD
+# The paper's full protocol on real data: make train DATA=/path/to/IDRiD [MODE=st|dt|mt] [ARGS="--resume"]
 train: $(STAMP)
-	@test -n "$(DATA)" || { echo "usage: make train DATA=/path/to/IDRiD [MODE=mt]"; exit 2; }
-	$(PY) -m u2net_mini.train --data "$(DATA)" --mode $(or $(MODE),mt) --model xs --out runs/$(or $(MODE),mt)
+	@test -n "$(DATA)" || { echo "usage: make train DATA=/path/to/IDRiD [MODE=st|dt|mt] [ARGS=\"--resume\"]"; exit 2; }
+	$(PY) -m u2net_mini.train --data "$(DATA)" --mode $(or $(MODE),mt) --model xs --out runs/$(or $(MODE),mt) $(ARGS)
 
 clean:
 	rm -rf $(VENV) lessons/*.ipynb .pytest_cache build

@@ -1,0 +1,200 @@
+"""
+# Prediction: lesion maps and an overlay for any fundus photograph
+
+    python -m u2net_mini.predict photo.jpg more/*.png --checkpoint runs/mt/MA-HE-EX-SE/best.pt --out maps
+
+For every photograph (JPEG, PNG or TIFF, any size) the training preprocessing
+(`data_prep.pipeline.preprocess`: crop to the retinal disc, pad to a square, resize,
+CLAHE, the checkpoint's mean and std), the network's fused output through a sigmoid, and
+three kinds of file in `--out`:
+
+- `NAME_overlay.png`: the photograph and its lesion maps painted on it, one colour per
+  lesion, with a legend (`u2net_mini.overlay`);
+- `NAME_probabilities.npy`: the maps on the network's square, (C, s, s) float32, one
+  channel per lesion in the project order MA, HE, EX, SE (those the checkpoints predict);
+- with `--original-grid`, `NAME_probabilities_original.npy`: the same maps laid back on
+  the photograph's own (C, H, W) pixel grid (0 outside the disc). At IDRiD's 4288 × 2848
+  that is 49 MB per lesion.
+
+Several checkpoints (the single-task or dual-task models of one run) combine into one
+set of maps; they must share the input size. A photograph that cannot be read, or in
+which no retinal disc is found (not a fundus photograph), is reported and skipped, and
+the others are still processed. Exit code: 0 when every photograph was processed, 1 when
+some were skipped, 2 for bad arguments (no usable checkpoint, files that already exist
+without `--overwrite`).
+
+`load_model` is the one place a checkpoint becomes a model, so a faster inference path
+can replace it: `Predictor(checkpoints, loader=inference.load_for_prediction)` runs the
+optimized session of `u2net_mini.inference` instead.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_prep.fundus import to_original
+from data_prep.idrid import read_image
+from data_prep.pipeline import preprocess
+
+from .atomic import atomic_write
+from .checkpoint import load_checkpoint, load_weights
+from .lesions import LESIONS
+from .model import model_from_config
+from .overlay import THRESHOLD, display_pair, save_overlay
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+def load_model(path, device="cpu"):
+    """(model in eval mode on `device`, checkpoint payload) from a checkpoint file."""
+    payload = load_checkpoint(path, map_location=device)
+    model = model_from_config(dict(payload["model_config"]))
+    load_weights(model, payload["state_dict"])
+    return model.to(device).eval(), payload
+
+
+@torch.no_grad()
+def probabilities(model, x):
+    r"""$\hat y = \sigma(z_{\mathrm{fused}})$: x (B, 3, s, s) -> (B, C, s, s) tensor.
+
+    `model` is a U²-Net (its fused logits go through the sigmoid) or a session of
+    `u2net_mini.inference` (which returns y_hat itself).
+    """
+    if isinstance(model, torch.nn.Module):
+        return torch.sigmoid(model(x)[0].float())  # (B, C, s, s)
+    return torch.as_tensor(model(x))  # (B, C, s, s)
+
+
+class Predictor:
+    """One or several checkpoints that together predict maps for photographs."""
+
+    def __init__(self, checkpoints, device="cpu", loader=load_model):
+        checkpoints = [Path(c) for c in checkpoints]
+        if not checkpoints:
+            raise ValueError("give at least one checkpoint")
+        self.device = torch.device(device)
+        self.parts = [loader(path, self.device) for path in checkpoints]
+        sizes = {payload["input_size"] for _, payload in self.parts}
+        if len(sizes) > 1:
+            raise ValueError(f"the checkpoints must share one input size to combine, got sizes {sorted(sizes)}")
+        self.size = sizes.pop()
+        names = [name for _, payload in self.parts for name in payload["lesions"]]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"two checkpoints predict {repeated}; give one model per lesion")
+        self.lesions = tuple(name for name in LESIONS if name in names)
+
+    def __call__(self, image):
+        """`image` (H, W, 3) uint8 RGB -> (y_hat (C, s, s) float32 in `self.lesions` order, geometry).
+
+        ValueError when no retinal disc is found.
+        """
+        maps, geometry = {}, None
+        for model, payload in self.parts:
+            options = payload["preprocessing"]
+            x, geometry = preprocess(image, payload["input_size"], payload["mean"], payload["std"],
+                                     clahe=options.get("clahe", True),
+                                     clahe_channel=options.get("clahe_channel", "lab"),
+                                     **({"threshold": options["threshold"]} if "threshold" in options else {}))
+            y_hat = probabilities(model, torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()  # (c, s, s)
+            maps.update(zip(payload["lesions"], y_hat))
+        return np.stack([maps[name] for name in self.lesions]).astype(np.float32), geometry  # (C, s, s)
+
+
+def output_files(image_path, out, original_grid):
+    """The files written for one photograph."""
+    stem = Path(image_path).stem
+    files = {"overlay": out / f"{stem}_overlay.png", "maps": out / f"{stem}_probabilities.npy"}
+    if original_grid:
+        files["original"] = out / f"{stem}_probabilities_original.npy"
+    return files
+
+
+def save_npy(path, array):
+    with atomic_write(path) as file:
+        np.save(file, array)
+
+
+def predict_image(predictor, image_path, files, threshold=THRESHOLD):
+    """Read, predict and write one photograph's files; ValueError / FileNotFoundError if it cannot."""
+    image = read_image(image_path)  # (H, W, 3)
+    y_hat, geometry = predictor(image)  # (C, s, s)
+    save_npy(files["maps"], y_hat)
+    if "original" in files:
+        save_npy(files["original"], to_original(y_hat, geometry))  # (C, H, W)
+    photo, maps = display_pair(image, y_hat, geometry)  # (d, d, 3), (C, d, d)
+    save_overlay(files["overlay"], photo, maps, predictor.lesions, title=Path(image_path).name, threshold=threshold)
+    return y_hat
+
+
+def collect_images(paths):
+    """The photographs named, a folder standing for the image files inside it."""
+    images = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            images += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            images.append(path)
+    return images
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m u2net_mini.predict",
+                                     description="Lesion maps and overlays for fundus photographs.")
+    parser.add_argument("images", nargs="+", help="photographs (JPEG, PNG, TIFF) or folders of them")
+    parser.add_argument("--checkpoint", nargs="+", required=True,
+                        help="best.pt of an mt run, or the st/dt models of one run together")
+    parser.add_argument("--out", required=True, help="folder for the overlays and maps")
+    parser.add_argument("--original-grid", action="store_true",
+                        help="also write the maps on each photograph's own grid")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="probability from which the overlay paints")
+    parser.add_argument("--overwrite", action="store_true", help="replace files an earlier prediction wrote")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    return parser
+
+
+def main(argv=None):
+    """The command line; returns the exit code (0 all done, 1 some photographs skipped, 2 bad arguments)."""
+    args = build_parser().parse_args(argv)
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    out = Path(args.out)
+    images = collect_images(args.images)
+    plans = {path: output_files(path, out, args.original_grid) for path in images}
+    stems = [path.stem for path in images]
+    clashes = sorted({stem for stem in stems if stems.count(stem) > 1})
+    existing = [str(f) for files in plans.values() for f in files.values() if f.exists()]
+    try:
+        if not images:
+            raise ValueError("no image files found in " + " ".join(args.images))
+        if clashes:
+            raise ValueError(f"photographs with the same name would write the same files: {clashes}")
+        if existing and not args.overwrite:
+            raise ValueError(f"{len(existing)} output files exist already, e.g. {existing[0]}; "
+                             "use --overwrite to replace them or choose another --out")
+        if not 0 < args.threshold <= 1:
+            raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
+        predictor = Predictor(args.checkpoint, device)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"maps: {', '.join(predictor.lesions)} (channels of the .npy files, in this order), "
+          f"{predictor.size} px square")
+    failed = []
+    for path, files in plans.items():
+        try:
+            predict_image(predictor, path, files, args.threshold)
+        except (ValueError, FileNotFoundError) as error:
+            failed.append(path)
+            print(f"skipped {path}: {error}", file=sys.stderr)
+            continue
+        print(f"{path} -> {files['overlay']}")
+    print(f"{len(plans) - len(failed)} of {len(plans)} photographs done, written to {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
