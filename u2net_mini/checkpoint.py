@@ -208,6 +208,20 @@ def load_weights(model, state_dict):
     return model
 
 
+def load_model(path, device="cpu"):
+    """(U²-Net in eval mode on `device`, payload) from the checkpoint file `path`.
+
+    The one place a checkpoint becomes a model: the architecture from `model_config`,
+    then every weight through `load_weights`.
+    """
+    from .model import model_from_config  # here, so checkpoints stay usable without the model code
+
+    payload = load_checkpoint(path, map_location="cpu")
+    model = model_from_config(dict(payload["model_config"]))
+    load_weights(model, payload["state_dict"])
+    return model.to(device).eval(), payload
+
+
 def _generator_state(generator):
     if isinstance(generator, np.random.Generator):
         return generator.bit_generator.state  # nested dict of str and (128-bit) int

@@ -37,7 +37,8 @@ from .atomic import atomic_write
 from .counting import count_parameters
 from .lesions import LESIONS
 from .metrics import LesionScores
-from .predict import load_model, probabilities
+from .checkpoint import load_model
+from .predict import probabilities
 from .report import plot_pr_curves, results_table
 from .train import EXPECTED_LAYOUT
 

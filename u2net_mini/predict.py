@@ -2,6 +2,7 @@
 # Prediction: lesion maps and an overlay for any fundus photograph
 
     python -m u2net_mini.predict photo.jpg more/*.png --checkpoint runs/mt/MA-HE-EX-SE/best.pt --out maps
+    python -m u2net_mini.predict photo.jpg --onnx model.onnx --out maps     # no model code needed
 
 For every photograph (JPEG, PNG or TIFF, any size) the training preprocessing
 (`data_prep.pipeline.preprocess`: crop to the retinal disc, pad to a square, resize,
@@ -23,9 +24,11 @@ the others are still processed. Exit code: 0 when every photograph was processed
 some were skipped, 2 for bad arguments (no usable checkpoint, files that already exist
 without `--overwrite`).
 
-`load_model` is the one place a checkpoint becomes a model, so a faster inference path
-can replace it: `Predictor(checkpoints, loader=inference.load_for_prediction)` runs the
-optimized session of `u2net_mini.inference` instead.
+The network runs on the fastest measured CPU path of `u2net_mini.inference`
+(batch norm folded into the convolutions, channels_last, no autograd; see
+docs/performance.md), or on ONNX Runtime for a file written by `u2net_mini.export`
+(`--onnx`), which needs none of the model code. `load_model` (the plain eager model)
+stays for `u2net_mini.evaluate` and as the reference the fast path is tested against.
 """
 
 import argparse
@@ -40,20 +43,12 @@ from data_prep.idrid import read_image
 from data_prep.pipeline import preprocess
 
 from .atomic import atomic_write
-from .checkpoint import load_checkpoint, load_weights
+from .checkpoint import load_model  # noqa: F401  (the plain eager model: predict.load_model)
+from .inference import load_for_prediction
 from .lesions import LESIONS
-from .model import model_from_config
 from .overlay import THRESHOLD, display_pair, save_overlay
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-
-
-def load_model(path, device="cpu"):
-    """(model in eval mode on `device`, checkpoint payload) from a checkpoint file."""
-    payload = load_checkpoint(path, map_location=device)
-    model = model_from_config(dict(payload["model_config"]))
-    load_weights(model, payload["state_dict"])
-    return model.to(device).eval(), payload
 
 
 @torch.no_grad()
@@ -71,10 +66,10 @@ def probabilities(model, x):
 class Predictor:
     """One or several checkpoints that together predict maps for photographs."""
 
-    def __init__(self, checkpoints, device="cpu", loader=load_model):
+    def __init__(self, checkpoints, device="cpu", loader=load_for_prediction):
         checkpoints = [Path(c) for c in checkpoints]
         if not checkpoints:
-            raise ValueError("give at least one checkpoint")
+            raise ValueError("give at least one checkpoint or ONNX file")
         self.device = torch.device(device)
         self.parts = [loader(path, self.device) for path in checkpoints]
         sizes = {payload["input_size"] for _, payload in self.parts}
@@ -145,8 +140,11 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.predict",
                                      description="Lesion maps and overlays for fundus photographs.")
     parser.add_argument("images", nargs="+", help="photographs (JPEG, PNG, TIFF) or folders of them")
-    parser.add_argument("--checkpoint", nargs="+", required=True,
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--checkpoint", nargs="+",
                         help="best.pt of an mt run, or the st/dt models of one run together")
+    models.add_argument("--onnx", nargs="+",
+                        help="ONNX files written by python -m u2net_mini.export (run with ONNX Runtime on the CPU)")
     parser.add_argument("--out", required=True, help="folder for the overlays and maps")
     parser.add_argument("--original-grid", action="store_true",
                         help="also write the maps on each photograph's own grid")
@@ -176,7 +174,7 @@ def main(argv=None):
                              "use --overwrite to replace them or choose another --out")
         if not 0 < args.threshold <= 1:
             raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
-        predictor = Predictor(args.checkpoint, device)
+        predictor = Predictor(args.checkpoint or args.onnx, "cpu" if args.onnx else device)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
