@@ -22,7 +22,6 @@ photographs (IDRiD_01, IDRiD_55; 4288 × 2848, disc diameter about 3420 px) and 
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from data_prep.synthetic_draw import bandpass_noise, smooth_field

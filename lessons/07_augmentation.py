@@ -31,7 +31,6 @@ import numpy as np
 
 from data_prep import augment
 from data_prep.synthetic import make_fundus
-from u2net_mini import overlay
 from u2net_mini.lesions import LESION_COLOURS, LESIONS
 
 rng = np.random.default_rng(0)

@@ -34,7 +34,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 
 from u2net_mini.atomic import atomic_write
 
-from .exercises import ANSWER_STUB, CHECK, SOLUTION, exercises, role
+from .exercises import ANSWER_STUB, CHECK, SOLUTION, exercises
 
 PASSED, FAILED, NOT_ATTEMPTED, MANUAL = "passed", "failed", "not attempted", "manual"
 STATUSES = (PASSED, FAILED, NOT_ATTEMPTED, MANUAL)

@@ -1,6 +1,5 @@
 """Folding batch norm: by hand on one conv, then the whole network (same outputs, fewer parameters)."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
