@@ -290,25 +290,12 @@ for height in (4, 5, 6, 7):
 # from the module's names (`conv.weight`, `bn.running_mean`, …) to NumPy arrays.
 #
 # A fresh batch norm has mean 0, variance 1, $\gamma = 1$, $\beta = 0$; a trained one does
-# not. We draw its statistics at random, with a positive shift $\beta$ so that few ReLUs
-# output only zeros: a block whose branches are all zero would hide a wrong decoder from
-# the comparison.
+# not. `reference.randomize_batchnorm` draws its statistics at random, with a positive
+# shift $\beta$ so that few ReLUs output only zeros: a block whose branches are all zero
+# would hide a wrong decoder from the comparison.
 
 
 # %%
-def randomize_batchnorm(module, rng):
-    """Set every batch norm of `module` to random statistics and affine parameters; eval mode."""
-    with torch.no_grad():
-        for bn in module.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                c = bn.num_features
-                bn.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 0.1, c)))  # (C,)
-                bn.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, c)))  # (C,)
-                bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c)))  # (C,)
-                bn.bias.copy_(torch.from_numpy(rng.uniform(0.0, 0.4, c)))  # (C,)
-    return module.eval()
-
-
 def batchnorm_numpy(x, gamma, beta, mean, var, eps=1e-5):
     r"""$\gamma (x - \mu) / \sqrt{\sigma^2 + \epsilon} + \beta$, one value of each per channel."""
     per_channel = (None, slice(None), None, None)
@@ -323,7 +310,7 @@ def rebnconv_numpy(state, prefix, x, dilation=1):
     return np.maximum(y, 0.0)  # (B, O, H, W): ReLU
 
 
-layer = randomize_batchnorm(rsu.REBNCONV(8, 16, dilation=2).double(), rng)
+layer = reference.randomize_batchnorm(rsu.REBNCONV(8, 16, dilation=2).double(), rng)
 x_layer = rng.normal(size=(2, 8, 24, 20))  # (B, C, H, W)
 ours = rebnconv_numpy(reference.numpy_state_dict(layer), "", x_layer, dilation=2)  # (2, 16, 24, 20)
 with torch.no_grad():
@@ -372,7 +359,7 @@ retina = cv2.resize(skimage.data.retina(), (64, 64), interpolation=cv2.INTER_ARE
 crop = retina[9:54, 2:63]  # (45, 61, 3)
 x = (crop.transpose(2, 0, 1)[None] / 255.0 - 0.5).astype(np.float64)  # (1, 3, 45, 61)
 
-block = randomize_batchnorm(rsu.RSU(7, 3, 8, 32).double(), rng)
+block = reference.randomize_batchnorm(rsu.RSU(7, 3, 8, 32).double(), rng)
 state = reference.numpy_state_dict(block)
 print("x:", x.shape)
 print(f"{len(state)} arrays in the state dict, those of F_1:", [name for name in state if name.startswith("conv_in.")])
@@ -640,7 +627,7 @@ def rsu4f_numpy(state, x):
 
 # %% tags=["check"] exercise=4
 _rng = np.random.default_rng(4)
-_block = randomize_batchnorm(rsu.RSU4F(6, 4, 12).double(), _rng)
+_block = reference.randomize_batchnorm(rsu.RSU4F(6, 4, 12).double(), _rng)
 _x = _rng.normal(size=(2, 6, 11, 13))  # (B, C, H, W)
 _ours = rsu4f_numpy(reference.numpy_state_dict(_block), _x)
 with torch.no_grad():

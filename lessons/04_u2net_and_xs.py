@@ -97,19 +97,6 @@ for stage, (c_in, mid, out) in model.stage_channels(8).items():
 
 
 # %%
-def randomize_batchnorm(module, rng):
-    """Set every batch norm of `module` to random statistics and affine parameters; eval mode."""
-    with torch.no_grad():
-        for bn in module.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                c = bn.num_features
-                bn.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 0.1, c)))  # (C,)
-                bn.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, c)))  # (C,)
-                bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c)))  # (C,)
-                bn.bias.copy_(torch.from_numpy(rng.uniform(0.0, 0.4, c)))  # (C,): few dead ReLUs
-    return module.eval()
-
-
 def block_kind(stage):
     """(height, dilated) of a stage's block: "RSU-7" -> (7, False), "RSU-4F" -> (4, True)."""
     kind = STAGE_BLOCKS[stage]
@@ -118,7 +105,7 @@ def block_kind(stage):
 
 retina = cv2.resize(skimage.data.retina(), (64, 64), interpolation=cv2.INTER_AREA)  # (64, 64, 3) uint8
 x = retina.transpose(2, 0, 1)[None] / 255.0 - 0.5  # (1, 3, 64, 64) float64
-xs = randomize_batchnorm(model.u2net_xs(out_ch=4).double(), rng)
+xs = reference.randomize_batchnorm(model.u2net_xs(out_ch=4).double(), rng)
 state = reference.numpy_state_dict(xs)
 print("x:", x.shape, " XS parameters:", counting.count_parameters(xs))
 

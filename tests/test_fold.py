@@ -7,9 +7,9 @@ from torch import nn
 from u2net_mini.counting import count_parameters
 from u2net_mini.fold import fold_batchnorm, fold_conv_bn
 from u2net_mini.model import model_from_config, u2net_xs
+from u2net_mini.reference import randomize_batchnorm
 from u2net_mini.rsu import REBNCONV, RSU4F
 
-from helpers import randomize_batchnorm
 
 
 def hand_conv_bn(conv_bias):

@@ -17,6 +17,7 @@ from torch import nn
 from u2net_mini import inference
 from u2net_mini.checkpoint import save_checkpoint
 from u2net_mini.export import export_onnx
+from u2net_mini.reference import randomize_batchnorm
 from u2net_mini.inference import (
     METADATA_KEY,
     PAYLOAD_KEYS,
@@ -34,20 +35,6 @@ from u2net_mini.model import build_model
 from u2net_mini.rsu import REBNCONV
 
 LESION_PAIR = ("EX", "SE")
-
-
-def randomize_batchnorm(model, seed=0):
-    """Running statistics and affine parameters far from 0 and 1, so that folding matters."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.25)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from u2net_mini.fold import fold_batchnorm
 from u2net_mini.model import u2net_xs
 from u2net_mini.reference import (
+    randomize_batchnorm,
     batchnorm_eval,
     conv2d,
     forward_numpy,
@@ -20,7 +21,6 @@ from u2net_mini.reference import (
 )
 from u2net_mini.rsu import REBNCONV, RSU, RSU4F
 
-from helpers import randomize_batchnorm
 
 
 def relative_error(actual, expected):
@@ -224,3 +224,15 @@ def test_conv2d_bad_input():
         conv2d(np.zeros((3, 5, 5)), np.zeros((2, 3, 3, 3)))
     with pytest.raises(ValueError, match="does not fit"):
         conv2d(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3)))
+
+
+def test_randomize_batchnorm_moves_every_statistic_reproducibly():
+    first = randomize_batchnorm(REBNCONV(2, 6), seed=7)
+    again = randomize_batchnorm(REBNCONV(2, 6), seed=np.random.default_rng(7))  # an int or a Generator
+    assert not first.training
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        value = getattr(first.bn, name)
+        torch.testing.assert_close(value, getattr(again.bn, name))
+        default = 1.0 if name in ("running_var", "weight") else 0.0
+        assert (value != default).all(), f"{name} still at its default {default}"
+    assert (first.bn.bias > 0).all()  # positive shift: few dead ReLUs
