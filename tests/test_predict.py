@@ -128,6 +128,22 @@ def test_an_onnx_file_predicts_the_checkpoints_maps(checkpoints, photos, tmp_pat
     np.testing.assert_allclose(np.load(out / "fundus_probabilities.npy"), expected, rtol=0, atol=1e-4)
 
 
+def test_bf16_maps_stay_close_to_float32(checkpoints, photos, tmp_path):
+    # bf16 where this CPU has it, float32 elsewhere: either way within bf16's rounding
+    argv = [str(photos / "fundus.jpg"), "--checkpoint", str(checkpoints["mt"])]
+    assert predict.main(argv + ["--out", str(tmp_path / "fp32")]) == 0
+    assert predict.main(argv + ["--out", str(tmp_path / "bf16"), "--bf16"]) == 0
+    fp32 = np.load(tmp_path / "fp32" / "fundus_probabilities.npy")
+    bf16 = np.load(tmp_path / "bf16" / "fundus_probabilities.npy")
+    np.testing.assert_allclose(bf16, fp32, rtol=0, atol=1e-2)
+
+
+def test_bf16_with_onnx_is_refused(checkpoints, photos, tmp_path, capsys):
+    argv = [str(photos / "fundus.jpg"), "--onnx", str(tmp_path / "m.onnx"), "--bf16", "--out", str(tmp_path / "out")]
+    assert predict.main(argv) == 2
+    assert "--bf16 applies to --checkpoint" in capsys.readouterr().err
+
+
 def test_checkpoint_and_onnx_together_are_refused(checkpoints, photos, tmp_path, capsys):
     argv = [str(photos / "fundus.jpg"), "--checkpoint", str(checkpoints["mt"]), "--onnx", "m.onnx",
             "--out", str(tmp_path / "out")]

@@ -27,11 +27,15 @@ without `--overwrite`).
 The network runs on the fastest measured CPU path of `u2net_mini.inference`
 (batch norm folded into the convolutions, channels_last, no autograd; see
 docs/performance.md), or on ONNX Runtime for a file written by `u2net_mini.export`
-(`--onnx`), which needs none of the model code. `load_model` (the plain eager model)
+(`--onnx`), which needs none of the model code. `--bf16` runs a checkpoint in bfloat16
+where the CPU does it natively (about 1.6 times faster here; test AUPR moved by 0.0002),
+else in float32; it is off by default so that one photograph gives the same maps on
+every machine. `load_model` (the plain eager model)
 stays for `u2net_mini.evaluate` and as the reference the fast path is tested against.
 """
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -151,6 +155,8 @@ def build_parser():
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="probability from which the overlay paints")
     parser.add_argument("--overwrite", action="store_true", help="replace files an earlier prediction wrote")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--bf16", action="store_true",
+                        help="run checkpoints in bfloat16 where the device does it natively, else float32")
     return parser
 
 
@@ -174,7 +180,10 @@ def main(argv=None):
                              "use --overwrite to replace them or choose another --out")
         if not 0 < args.threshold <= 1:
             raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
-        predictor = Predictor(args.checkpoint or args.onnx, "cpu" if args.onnx else device)
+        if args.bf16 and args.onnx:
+            raise ValueError("--bf16 applies to --checkpoint; an ONNX file runs as exported (see export --fp16)")
+        loader = functools.partial(load_for_prediction, bf16="auto" if args.bf16 else False)
+        predictor = Predictor(args.checkpoint or args.onnx, "cpu" if args.onnx else device, loader=loader)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
