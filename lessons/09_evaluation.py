@@ -41,6 +41,7 @@ from data_prep.pipeline import resize_mask
 from data_prep.samples import sample_root
 from data_prep.synthetic import write_idrid_layout
 from u2net_mini import evaluate, metrics, predict, train
+from u2net_mini.checkpoint import load_model
 from u2net_mini.lesions import LESION_COLOURS, LESIONS
 from u2net_mini.overlay import blend, display_pair
 from u2net_mini.report import results_table
@@ -301,7 +302,7 @@ train.run(train.parse_args([
     "--epochs", str(EPOCHS), "--batch-size", "4", "--seed", "0", "--augment", "none", "--val", "none",
     "--device", "cpu", "--threads", "1", "--cache", str(cache), "--no-progress"]))
 checkpoint = run / "MA-HE-EX-SE" / "best.pt"
-model, payload = predict.load_model(checkpoint)
+model, payload = load_model(checkpoint)
 print(f"trained in {time.perf_counter() - began:.0f} s since the lesson began")
 
 # %% [markdown]

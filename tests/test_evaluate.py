@@ -18,7 +18,8 @@ from u2net_mini.checkpoint import save_checkpoint
 from u2net_mini.counting import count_parameters
 from u2net_mini.metrics import aupr, dice_score
 from u2net_mini.model import build_model
-from u2net_mini.predict import load_model, probabilities
+from u2net_mini.checkpoint import load_model
+from u2net_mini.predict import probabilities
 
 SIZE = 64
 MEAN, STD = [0.4, 0.25, 0.15], [0.25, 0.15, 0.1]

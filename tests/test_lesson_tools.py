@@ -361,7 +361,8 @@ def test_student_version_of_each_lesson_holds_no_solution_text(path, tmp_path):
     assert X.BEGIN not in text and X.END not in text
 
 
-@pytest.mark.parametrize("path", [p for p in REAL_LESSONS if p.name.startswith("05_")], ids=lambda p: p.stem)
+@pytest.mark.slow  # runs every lesson's student version: about as long as the lessons themselves
+@pytest.mark.parametrize("path", REAL_LESSONS, ids=lambda path: path.stem)
 def test_a_real_student_notebook_grades_not_attempted_everywhere(path, tmp_path):
     (written,) = M.make_student(tmp_path, [path])
     executed = G.execute(G.read_notebook(written), tmp_path)

@@ -11,7 +11,7 @@ from data_prep.pipeline import preprocess
 from data_prep.samples import sample_root
 from data_prep.synthetic import make_fundus
 from u2net_mini import predict
-from u2net_mini.checkpoint import save_checkpoint
+from u2net_mini.checkpoint import load_model, save_checkpoint
 from u2net_mini.export import export_onnx
 from u2net_mini.model import build_model
 from u2net_mini.overlay import blend, colour_rgb, display_pair
@@ -104,7 +104,7 @@ def test_files_hold_the_models_maps_and_bad_images_are_skipped(checkpoints, phot
     assert sorted(p.name for p in out.iterdir()) == [
         "fundus_overlay.png", "fundus_probabilities.npy", "fundus_probabilities_original.npy"]
     image = read_image(photos / "fundus.jpg")  # (64, 96, 3)
-    model, payload = predict.load_model(checkpoints["mt"])
+    model, payload = load_model(checkpoints["mt"])
     x, geometry = preprocess(image, SIZE, MEAN, STD)  # (3, s, s)
     expected = predict.probabilities(model, torch.from_numpy(x)[None])[0].numpy()  # (4, s, s)
     maps = np.load(out / "fundus_probabilities.npy")
@@ -118,7 +118,7 @@ def test_files_hold_the_models_maps_and_bad_images_are_skipped(checkpoints, phot
 
 
 def test_an_onnx_file_predicts_the_checkpoints_maps(checkpoints, photos, tmp_path):
-    model, payload = predict.load_model(checkpoints["mt"])
+    model, payload = load_model(checkpoints["mt"])
     onnx_file = tmp_path / "mt.onnx"
     export_onnx(model, onnx_file, payload=payload)
     out = tmp_path / "out"

@@ -30,8 +30,8 @@ docs/performance.md), or on ONNX Runtime for a file written by `u2net_mini.expor
 (`--onnx`), which needs none of the model code. `--bf16` runs a checkpoint in bfloat16
 where the CPU does it natively (about 1.6 times faster here; test AUPR moved by 0.0002),
 else in float32; it is off by default so that one photograph gives the same maps on
-every machine. `load_model` (the plain eager model)
-stays for `u2net_mini.evaluate` and as the reference the fast path is tested against.
+every machine. `checkpoint.load_model` (the plain eager
+model) serves `u2net_mini.evaluate` and is the reference the fast path is tested against.
 """
 
 import argparse
@@ -47,7 +47,6 @@ from data_prep.idrid import read_image
 from data_prep.pipeline import preprocess
 
 from .atomic import atomic_write
-from .checkpoint import load_model  # noqa: F401  (the plain eager model: predict.load_model)
 from .inference import load_for_prediction
 from .lesions import LESIONS
 from .overlay import THRESHOLD, display_pair, save_overlay
