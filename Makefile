@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LESSON_SOURCES := $(sort $(wildcard lessons/[0-9][0-9]_*.py))
 LESSON_NOTEBOOKS := $(LESSON_SOURCES:.py=.ipynb)
 
-.PHONY: test demo lessons train clean
+.PHONY: test demo lessons train train-cpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,16 @@ test: $(STAMP) lessons
 demo: $(STAMP)
 	$(PY) -m u2net_mini.demo
 
-# The paper's full protocol on real data: make train DATA=/path/to/IDRiD [MODE=st|dt|mt] [ARGS="--resume"]
+# The paper's full protocol (a GPU's job): make train [DATA=/path/to/IDRiD] [MODE=st|dt|mt] [ARGS="--resume"]
+# DATA defaults to the real data set the project ships.
 train: $(STAMP)
-	@test -n "$(DATA)" || { echo "usage: make train DATA=/path/to/IDRiD [MODE=st|dt|mt] [ARGS=\"--resume\"]"; exit 2; }
-	$(PY) -m u2net_mini.train --data "$(DATA)" --mode $(or $(MODE),mt) --model xs --out runs/$(or $(MODE),mt) $(ARGS)
+	$(PY) -m u2net_mini.train --data "$(or $(DATA),data_prep/shipped/idrid)" --mode $(or $(MODE),mt) --model xs \
+		--out runs/$(or $(MODE),mt) $(ARGS)
+
+# The CPU protocol of the shipped models (docs/training.md): 512 px squares, 256 px patches, bf16, 400 epochs
+train-cpu: $(STAMP)
+	$(PY) -m u2net_mini.train --data "$(or $(DATA),data_prep/shipped/idrid)" --mode $(or $(MODE),mt) --model xs \
+		--size 512 --patch 256 --epochs 400 --bf16 --channels-last --out runs/real-$(or $(MODE),mt) $(ARGS)
 
 clean:
 	rm -rf $(VENV) lessons/*.ipynb .pytest_cache build

@@ -13,9 +13,11 @@ trains on, with the one pipeline of `data_prep.pipeline`:
 3. **augmentation** (training only, `augment=True`): the paper's random affine map,
    applied to the uint8 photograph and the masks so that what comes in from outside is
    black, like the surround of the disc;
-4. **normalization** with the training set's per-channel mean and std.
+4. **a patch** (optional, `patch=p`): a p × p window of the augmented square, placed
+   over a lesion pixel most of the time (`data_prep.patches`; the CPU protocol);
+5. **normalization** with the training set's per-channel mean and std.
 
-Item `i` is `(x, y)`: `x` (3, s, s) float32 and the target `y` (C, s, s) float32 in
+Item `i` is `(x, y)`: `x` (3, s, s) float32 (s = p with a patch) and the target `y` (C, s, s) float32 in
 {0, 1}, one channel per lesion of `lesions` in the project order — one lesion for a
 single-task model, ("MA", "HE") or ("EX", "SE") for the dual-task ones, all four for the
 multi-task model (`u2net_mini.lesions.TASK_GROUPS`).
@@ -56,6 +58,7 @@ from .augment import augment as augment_example
 from .enhance import CLAHE_CHANNELS, channel_stats
 from .fundus import DISC_THRESHOLD, Geometry, check_size
 from .idrid import IDRiD
+from .patches import LESION_BIAS, patch_origin
 from .pipeline import MASK_RULE, Example, enhance_square, prepare_example, to_input
 
 CACHE_VERSION = 1
@@ -155,7 +158,12 @@ class LesionDataset(torch.utils.data.Dataset):
         seed=0,
         clahe_channel="lab",
         threshold=DISC_THRESHOLD,
+        patch=None,
+        lesion_bias=LESION_BIAS,
     ):
+        if patch is not None and not 1 <= patch <= size:
+            raise ValueError(f"patch must be None or between 1 and size {size}, got {patch}")
+        self.patch, self.lesion_bias = patch, lesion_bias
         self.lesions = tuple(lesions)
         self.channels = lesion_indices(self.lesions)  # validates the lesion names
         check_size(size)
@@ -200,9 +208,13 @@ class LesionDataset(torch.utils.data.Dataset):
         example = self.cache[i]
         square = enhance_square(example.image, self.clahe, self.clahe_channel)  # (s, s, 3) uint8
         masks = example.masks[self.channels]  # (C, s, s) bool
+        rng = np.random.default_rng([self.seed, self.epoch, i])
         if self.augment:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
             square, masks = augment_example(square, masks, rng)
+        if self.patch is not None:
+            top, left = patch_origin(masks, self.patch, rng, self.lesion_bias)
+            window = np.s_[top:top + self.patch, left:left + self.patch]
+            square, masks = square[window], masks[(slice(None), *window)]  # (p, p, 3), (C, p, p)
         x = to_input(square, self.mean, self.std)  # (3, s, s) float32
         y = masks.astype(np.float32)  # (C, s, s)
         return torch.from_numpy(x), torch.from_numpy(y)
@@ -210,6 +222,6 @@ class LesionDataset(torch.utils.data.Dataset):
     def __repr__(self):
         return (
             f"LesionDataset({str(self.reader.root)!r}, split={self.reader.split!r}, "
-            f"lesions={self.lesions}, size={self.size}, augment={self.augment}) "
+            f"lesions={self.lesions}, size={self.size}, augment={self.augment}, patch={self.patch}) "
             f"with {len(self)} photographs"
         )

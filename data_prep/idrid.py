@@ -24,6 +24,7 @@ about 60 MB in memory.
 """
 
 import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -80,14 +81,19 @@ def read_mask(path):
     return values > 0  # (H, W)
 
 
-def write_mask(path, mask):
-    """Write an (H, W) bool mask as IDRiD does: an uncompressed 1-bit palette TIFF whose
-    palette maps 0 to black and 1 to red. The file appears complete or not at all."""
+def write_mask(path, mask, deflate=False):
+    """Write an (H, W) bool mask as IDRiD does: a 1-bit palette TIFF whose palette maps 0
+    to black and 1 to red. Uncompressed like the data set's own files, or with
+    `deflate=True` compressed with zlib (TIFF compression 8, Adobe Deflate; a 1072 × 712
+    mask shrinks from 95 kB to about 2 kB), which PIL, OpenCV and libtiff read alike.
+    The file appears complete or not at all."""
     mask = np.asarray(mask)
     if mask.dtype != bool or mask.ndim != 2 or min(mask.shape) == 0:
         raise ValueError(f"mask must be a non-empty (H, W) bool array, got {mask.dtype} {mask.shape}")
     height, width = mask.shape
     pixels = np.packbits(mask, axis=1).tobytes()  # rows of ceil(W / 8) bytes, first pixel in the high bit
+    if deflate:
+        pixels = zlib.compress(pixels, 9)
     colormap = struct.pack("<6H", 0, 65535, 0, 0, 0, 0)  # red (0, 1), green (0, 1), blue (0, 1)
     resolution = struct.pack("<II", 72, 1)  # 72 / 1 dots per inch
     pixels_at = 8
@@ -100,7 +106,7 @@ def write_mask(path, mask):
         (256, LONG, 1, width),
         (257, LONG, 1, height),
         (258, SHORT, 1, 1),  # BitsPerSample
-        (259, SHORT, 1, 1),  # Compression: none
+        (259, SHORT, 1, 8 if deflate else 1),  # Compression: Adobe Deflate or none
         (262, SHORT, 1, 3),  # PhotometricInterpretation: palette
         (273, LONG, 1, pixels_at),  # StripOffsets
         (277, SHORT, 1, 1),  # SamplesPerPixel

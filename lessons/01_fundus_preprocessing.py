@@ -32,7 +32,7 @@ import skimage.data
 
 from data_prep import enhance, fundus, pipeline
 from data_prep.idrid import IDRiD
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 
 rng = np.random.default_rng(0)  # nothing in this lesson is random; the habit stays
 np.set_printoptions(precision=4, suppress=True)
@@ -49,7 +49,7 @@ SIZE = 512  # the paper's input size
 
 # %%
 retina = skimage.data.retina()  # (1411, 1411, 3) uint8
-photo = IDRiD(sample_root(), "test")[0]["image"]  # (712, 1072, 3) uint8
+photo = IDRiD(idrid_root(), "test")[0]["image"]  # (712, 1072, 3) uint8
 photographs = {"retina()": retina, "IDRiD_55": photo}
 for name, image in photographs.items():
     print(f"{name:>9}: shape {image.shape}, dtype {image.dtype}, values {image.min()}..{image.max()}")
@@ -437,7 +437,7 @@ plt.show()
 #    with zeros to a `(S, S)` or `(S, S, 3)` square, `S = max(H, W)`, with the array
 #    centred (an odd extra row or column goes to the bottom or the right).
 # 3. **Change and observe.** The threshold 30 is the library's choice. For the *other*
-#    sample photograph, IDRiD_01 (`IDRiD(sample_root(), "train")[0]["image"]`), compute
+#    sample photograph, IDRiD_01 (`IDRiD(idrid_root(), "train")[0]["image"]`), compute
 #    `width_by_threshold`, a dict from each threshold in `(10, 20, 30, 45, 60)` to the
 #    width `x1 - x0` of the disc box from `fundus.crop_to_disc(image, threshold)`. Then set
 #    `glow_joins_below_30` to `True` if the box at threshold 10 is more than 20 pixels
@@ -486,7 +486,7 @@ assert np.array_equal(pad_centred(crops["IDRiD_55"]), fundus.pad_to_square(crops
 print("exercise 2: correct")
 
 # %% tags=["solution"] exercise=3
-train_photo = IDRiD(sample_root(), "train")[0]["image"]  # (712, 1072, 3)
+train_photo = IDRiD(idrid_root(), "train")[0]["image"]  # (712, 1072, 3)
 ### BEGIN SOLUTION
 width_by_threshold = {}
 for threshold in (10, 20, 30, 45, 60):

@@ -35,7 +35,7 @@ from PIL import Image
 
 from data_prep import fundus, idrid, pipeline
 from data_prep.idrid import IDRiD
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 from data_prep.synthetic import make_fundus
 from u2net_mini import overlay
 from u2net_mini.lesions import LESION_COLOURS, LESION_NAMES, LESIONS
@@ -48,20 +48,20 @@ np.set_printoptions(precision=5, suppress=True)
 #
 # IDRiD's segmentation part (Porwal et al. 2018) has 81 photographs, 54 for training and
 # 27 for testing, and one folder per lesion for the masks, one TIFF per photograph and
-# lesion. The project ships two of the photographs at a quarter of their size, with their
-# hard-exudate masks only, in the very same layout:
+# lesion. The project ships all of it at a quarter of the original size (1072 × 712,
+# `data_prep/shipped/idrid`, CC BY 4.0), in the very same layout. The files per folder:
 
 # %%
-root = sample_root()
-for path in sorted(root.rglob("*")):
-    if path.is_file():
-        print(path.relative_to(root))
+root = idrid_root()
+for folder in sorted({path.parent for path in root.rglob("*") if path.is_file()}):
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    print(f"{str(folder.relative_to(root)):<80} {len(files):3d} files: {files[0]} … {files[-1]}")
 
 # %% [markdown]
-# A full copy of IDRiD has the folders `1. Microaneurysms`, `2. Haemorrhages`,
-# `3. Hard Exudates`, `4. Soft Exudates` (and `5. Optic Disc`, not a lesion) in both
+# The lesion folders are `1. Microaneurysms`, `2. Haemorrhages`, `3. Hard Exudates` and
+# `4. Soft Exudates` (the original also has `5. Optic Disc`, not a lesion) in both
 # splits. **A missing file means the lesion is absent** from that photograph: only 26 of
-# the 54 training photographs have soft exudates. `IDRiD(root, split)` reads the layout
+# the 54 training photographs have soft exudates, and IDRiD_43 has no haemorrhages. `IDRiD(root, split)` reads the layout
 # and returns, for photograph `i`, the image, a `(4, H, W)` stack of masks in the order
 # MA, HE, EX, SE (all False for a missing file) and which files exist:
 
@@ -136,16 +136,17 @@ fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 axes[0].imshow(photo)
 axes[0].set_title("IDRiD_55")
 axes[1].imshow(painted)
-axes[1].set_title(f"its hard exudates (EX), {masks[2].sum()} px")
+axes[1].set_title("its masks: " + ", ".join(f"{n} {k} px" for n, k in zip(LESIONS, masks.sum(axis=(1, 2)))))
 for ax in axes:
     ax.axis("off")
 plt.show()
 
 # %% [markdown]
-# The real sample has only its EX mask. For all four lesions we use the project's
-# synthetic photographs (`data_prep.synthetic.make_fundus`): painted retinas whose masks
-# are exact, in IDRiD's colours. By default they draw lesions at least 2 px wide at the
-# small sizes a laptop trains at, larger than real microaneurysms (more on that below).
+# Real masks are drawn by hand, and a model's errors are easiest to study where the truth
+# is known exactly. For that the project also paints synthetic photographs
+# (`data_prep.synthetic.make_fundus`): retinas whose masks are exact, in IDRiD's colours.
+# By default they draw lesions at least 2 px wide at the small sizes a laptop trains at,
+# larger than real microaneurysms (more on that below).
 
 # %%
 SEED = 0
@@ -183,8 +184,9 @@ plt.show()
 # ## How rare lesion pixels are
 #
 # The share of a lesion is its pixel count over the pixels of the retinal disc (the black
-# surround cannot hold a lesion). We measure it on the real EX mask and on four synthetic
-# photographs drawn at real lesion sizes (`visible_at=None`).
+# surround cannot hold a lesion). We measure it on IDRiD_55, on four synthetic photographs
+# drawn at real lesion sizes (`visible_at=None`), and then on all 54 real training
+# photographs.
 
 # %%
 def shares_in_disc(image, masks):
@@ -206,18 +208,34 @@ for seed, shares in enumerate(synthetic_shares):
 # %% [markdown]
 # Even IDRiD_55, a photograph with many exudates, has 6 % of its disc on an exudate; in
 # the synthetic photographs each lesion covers well under 1 %, and microaneurysms one
-# pixel in several thousand. In terms
-# of lesson 5's imbalance $r$, background pixels per lesion pixel:
+# pixel in several thousand. The real training split, pooled (every lesion pixel of the
+# 54 photographs over all their disc pixels; a photograph without a mask file counts as
+# having none of that lesion):
 
 # %%
-mean_shares = synthetic_shares.mean(axis=0)  # (4,)
-imbalance = (1 - mean_shares) / mean_shares  # (4,) r = background / lesion, per lesion
+train_set = IDRiD(root, "train")
+lesion_pixels, disc_pixels = np.zeros(4), 0  # (4,), ()
+for i in range(len(train_set)):
+    example = train_set[i]
+    disc = fundus.fundus_mask(example["image"])  # (712, 1072)
+    lesion_pixels += (example["masks"] & disc).sum(axis=(1, 2))  # (4,)
+    disc_pixels += disc.sum()
+train_shares = lesion_pixels / disc_pixels  # (4,)
+with_lesion = sum(train_set.mask_present(i) for i in range(len(train_set)))  # (4,) photographs with a mask file
+for name, share, count in zip(LESIONS, train_shares, with_lesion):
+    print(f"{name}: {share:8.4%} of the disc's pixels, in {count} of {len(train_set)} photographs")
+
+# %% [markdown]
+# In terms of lesson 5's imbalance $r$, background pixels per lesion pixel:
+
+# %%
+imbalance = (1 - train_shares) / train_shares  # (4,) r = background / lesion, per lesion
 fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.bar(LESIONS, mean_shares, color=[LESION_COLOURS[name] for name in LESIONS], log=True)
-ax.axhline(real_shares[2], color="k", ls="--", lw=1, label="IDRiD_55, EX")
+ax.bar(LESIONS, train_shares, color=[LESION_COLOURS[name] for name in LESIONS], log=True)
+ax.plot(LESIONS, synthetic_shares.mean(axis=0), "k_", markersize=30, label="synthetic, real sizes")
 for k, name in enumerate(LESIONS):
-    ax.text(k, mean_shares[k] * 1.3, f"r ≈ {imbalance[k]:,.0f}", ha="center", fontsize=9)
-ax.set(ylabel="share of the disc's pixels (log)", title="lesion pixels, synthetic photographs at real size",
+    ax.text(k, train_shares[k] * 1.3, f"r ≈ {imbalance[k]:,.0f}", ha="center", fontsize=9)
+ax.set(ylabel="share of the disc's pixels (log)", title="lesion pixels, the 54 real training photographs",
        ylim=(1e-5, 1))
 ax.legend()
 plt.show()

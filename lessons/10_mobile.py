@@ -44,7 +44,9 @@ import onnx
 import torch
 
 from u2net_mini import bench, counting, export, fold, inference, model, reference
+from u2net_mini.checkpoint import load_model
 from u2net_mini.lesions import LESIONS
+from u2net_mini.shipped import shipped_checkpoints
 
 torch.set_num_threads(1)  # one thread: every timing below is one core's, on a busy machine too
 torch.manual_seed(0)
@@ -69,14 +71,15 @@ print("files of this lesson go to", work)
 # that can be checked on any machine: bytes, MACs, the memory of the feature maps, and
 # time as measured here.
 #
-# Our model stands in for a trained one: XS with $k = 4$ outputs and random batch-norm
-# statistics (`reference.randomize_batchnorm`), because a fresh batch norm is the
-# identity, and a trained one is not.
+# Our model is the one the project ships: U²-XS-Net with $k = 4$ outputs, trained on the
+# real IDRiD training photographs (`u2net_mini.shipped`; lesson 9 scores it). Its trained
+# batch norm matters below: a fresh batch norm is the identity, a trained one is not.
 
 # %%
 K = len(LESIONS)  # 4 outputs: MA, HE, EX, SE
-xs = reference.randomize_batchnorm(model.u2net_xs(K), seed=0)  # eval mode
-print(xs.config)
+[shipped_file] = shipped_checkpoints("mt")
+xs, shipped_payload = load_model(shipped_file)  # eval mode
+print(xs.config, "from", shipped_file.name, f"({shipped_file.stat().st_size / 1e6:.2f} MB on disk)")
 
 # %% [markdown]
 # ## 1. Parameters and megabytes

@@ -2,8 +2,8 @@
 
     python scripts/make_data_figure.py            # writes docs/figures/data_*.png
 
-The real photograph is the vendored, downscaled IDRiD sample (data_prep/samples, CC BY 4.0,
-Porwal et al. 2018), which has only its hard-exudate mask. The PNGs are quantized to 256
+The real photograph is IDRiD_55 of the shipped, downscaled IDRiD copy (data_prep/shipped,
+CC BY 4.0, Porwal et al. 2018), with its lesion masks. The PNGs are quantized to 256
 colours to stay small.
 """
 
@@ -22,7 +22,7 @@ from PIL import Image  # noqa: E402
 
 from data_prep.idrid import IDRiD  # noqa: E402
 from data_prep.pipeline import prepare_example  # noqa: E402
-from data_prep.samples import sample_root  # noqa: E402
+from data_prep.shipped import idrid_root  # noqa: E402
 from data_prep.synthetic import make_fundus  # noqa: E402
 from u2net_mini.atomic import atomic_write  # noqa: E402
 from u2net_mini.lesions import LESION_COLOURS, LESION_NAMES, LESIONS  # noqa: E402
@@ -62,7 +62,7 @@ def save_png(figure, path):
 
 
 def real_vs_synthetic(path):
-    real = IDRiD(sample_root(), "test")[0]  # IDRiD_55, 1072 x 712, EX mask only
+    real = IDRiD(idrid_root(), "test")[0]  # IDRiD_55, 1072 x 712
     width = real["image"].shape[1]
     image, masks = make_fundus(SEED, width, frame="idrid", presence=dict.fromkeys(LESIONS, True))
     small = prepare_example(image, masks, DEMO_SIZE)  # what a laptop demo trains on
@@ -71,7 +71,7 @@ def real_vs_synthetic(path):
         (real["image"], f"real: {real['name']} (1072 × 712, downscaled)"),
         (image, f"synthetic: make_fundus({SEED}, {width}, frame='idrid')"),
         (small.image, f"synthetic, cropped and shrunk to {DEMO_SIZE} px"),
-        (overlay(real["image"], real["masks"]), "real, annotated EX (the sample has no other mask)"),
+        (overlay(real["image"], real["masks"]), "real, its masks (drawn by ophthalmologists)"),
         (overlay(image, masks), "synthetic, its four masks"),
         (overlay(small.image, small.masks), f"at {DEMO_SIZE} px: every lesion still has pixels"),
     ]

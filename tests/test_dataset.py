@@ -13,7 +13,7 @@ from data_prep.dataset import LesionDataset, dataset_stats, default_cache_dir
 from data_prep.enhance import channel_stats, clahe
 from data_prep.idrid import IDRiD, mask_folder, write_mask
 from data_prep.pipeline import enhance_square, preprocess, to_input
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 
 SIZE = 32
 
@@ -160,12 +160,14 @@ def test_dataloader_workers_give_the_same_batches(layout):
     assert [len(x) for x, _ in batches[2]] == [2, 1]
 
 
-def test_the_real_sample_as_a_data_set(tmp_path):
-    before = snapshot(sample_root())
-    data = LesionDataset(sample_root(), "train", lesions=("EX",), size=64, cache_dir=tmp_path)
+def test_the_shipped_data_set_as_a_data_set(tmp_path):
+    before = snapshot(idrid_root())
+    data = LesionDataset(idrid_root(), "test", lesions=("EX", "SE"), size=64, cache_dir=tmp_path,
+                         mean=(0.5, 0.3, 0.2), std=(0.2, 0.2, 0.2))
     x, y = data[0]
-    assert data.present.tolist() == [[True]] and y.sum() > 0
-    assert snapshot(sample_root()) == before
+    assert len(data) == 27 and data.present.sum(axis=0).tolist() == [27, 14]  # every EX, 14 SE masks
+    assert x.shape == (3, 64, 64) and y.shape == (2, 64, 64) and y[0].sum() > 0
+    assert snapshot(idrid_root()) == before
 
 
 def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):

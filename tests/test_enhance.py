@@ -9,12 +9,12 @@ from data_prep.enhance import channel_stats, clahe, normalize
 from data_prep.fundus import fundus_mask, to_square
 from data_prep.idrid import IDRiD
 from data_prep.pipeline import prepare_example
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 
 
 @pytest.fixture(scope="module")
 def idrid_square():
-    example = prepare_example(IDRiD(sample_root(), "test")[0]["image"], None, size=256)
+    example = prepare_example(IDRiD(idrid_root(), "test")[0]["image"], None, size=256)
     return example.image, example.disc  # (256, 256, 3), (256, 256)
 
 

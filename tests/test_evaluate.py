@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from data_prep.dataset import LesionDataset
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 from data_prep.synthetic import write_idrid_layout
 from u2net_mini import evaluate
 from u2net_mini.checkpoint import save_checkpoint
@@ -97,17 +97,43 @@ def test_command_line_prints_and_writes_the_table(checkpoints, data, cache, caps
     table = (folder / "results.md").read_text()
     assert "| Model | Mode | Params | Input | AUPR MA |" in printed and "| xs | mt | 0.29 M | 64 px |" in printed
     assert "| xs | mt | 0.29 M | 64 px |" in table and str(checkpoints["mt"]) in table
-    assert (folder / "pr_curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    for frame in ("square", "photo"):
+        assert (folder / f"pr_curves_{frame}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "| U²-XS-Net | mt | 0.36 | 0.62 | 0.85 | 0.74 | 0.64 |" in printed and "photograph's own frame" in table
 
 
-def test_splits_pool_the_two_real_photographs(checkpoints, cache):
-    [row] = evaluate.evaluate([checkpoints["mt"]], sample_root(), ["train", "test"], cache_dir=cache)
-    assert row["images"] == {"MA": 2, "HE": 2, "EX": 2, "SE": 2}  # missing masks count as all negative
-    assert 0 < row["aupr"]["EX"] <= 1 and math.isnan(row["aupr"]["MA"])  # only EX has masks in the sample
-    [skipped] = evaluate.evaluate([checkpoints["mt"]], sample_root(), ["train", "test"], cache_dir=cache,
+def test_splits_pool_the_real_photographs(checkpoints, cache):
+    [row] = evaluate.evaluate([checkpoints["mt"]], idrid_root(), ["train", "test"], cache_dir=cache)
+    assert row["images"] == {"MA": 81, "HE": 81, "EX": 81, "SE": 81}  # missing masks count as all negative
+    [skipped] = evaluate.evaluate([checkpoints["mt"]], idrid_root(), ["train", "test"], cache_dir=cache,
                                   missing="skip")
-    assert skipped["images"] == {"MA": 0, "HE": 0, "EX": 2, "SE": 0}
-    assert skipped["aupr"]["EX"] == row["aupr"]["EX"]
+    assert skipped["images"] == {"MA": 81, "HE": 80, "EX": 81, "SE": 40}  # IDRiD's mask files per lesion
+    assert skipped["aupr"]["MA"] == row["aupr"]["MA"]  # every photograph has an MA mask: nothing to skip
+
+
+class HalfEverywhere(torch.nn.Module):
+    """A stand-in network whose fused logits are 0 everywhere: y_hat = 0.5 at every pixel."""
+
+    def forward(self, x):
+        return [torch.zeros(x.shape[0], 1, *x.shape[2:])]  # (B, 1, s, s)
+
+
+def test_a_constant_map_scores_the_share_of_lesion_pixels_in_each_frame(cache):
+    # With one score for every pixel, AUPR is the precision at recall 1: positives / pixels
+    # scored. On the square that is every pixel of every square; on the photograph, the maps
+    # laid back are 0.5 inside the disc's crop box and 0 outside, so AUPR is positives /
+    # pixels inside the boxes (every lesion pixel lies inside its box).
+    payload = {"lesions": ("EX",), "input_size": SIZE, "mean": MEAN, "std": STD, "preprocessing": {"clahe": True}}
+    scores = evaluate.score_frames(HalfEverywhere(), payload, idrid_root(), ["test"], cache_dir=cache)
+    test = LesionDataset(idrid_root(), "test", lesions=("EX",), size=SIZE, mean=MEAN, std=STD, cache_dir=cache)
+    square_positives = sum(int(test.example(i).masks[2].sum()) for i in range(len(test)))
+    photo_positives = sum(int(test.reader[i]["masks"][2].sum()) for i in range(len(test)))
+    boxes = [test.example(i).geometry.box for i in range(len(test))]  # (x0, y0, x1, y1)
+    box_pixels = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
+    assert scores["square"].aupr()["EX"] == pytest.approx(square_positives / (len(test) * SIZE * SIZE), rel=1e-9)
+    assert scores["photo"].aupr()["EX"] == pytest.approx(photo_positives / box_pixels, rel=1e-9)
+    with pytest.raises(ValueError, match=r"frames must be some of \('square', 'photo'\), got \('disc',\)"):
+        evaluate.score_frames(HalfEverywhere(), payload, idrid_root(), ["test"], frames=("disc",), cache_dir=cache)
 
 
 def test_bad_input_exits_2(checkpoints, data, cache, tmp_path, capsys):

@@ -16,7 +16,7 @@ from data_prep.fundus import (
     to_square,
 )
 from data_prep.idrid import IDRiD
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 
 ORANGE = (170, 80, 40)
 
@@ -28,7 +28,7 @@ def retina():
 
 @pytest.fixture(scope="module")
 def idrid_photograph():
-    return IDRiD(sample_root(), "train")[0]["image"]  # (712, 1072, 3), disc cut at top and bottom
+    return IDRiD(idrid_root(), "train")[0]["image"]  # (712, 1072, 3), disc cut at top and bottom
 
 
 def dark_noise(rng, height, width):

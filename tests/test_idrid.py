@@ -1,5 +1,7 @@
 """Tests for data_prep.idrid: the reader of IDRiD's folder layout, and the mask encoding."""
 
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from PIL import Image
 
 from data_prep.fundus import fundus_mask
 from data_prep.idrid import IDRiD, image_folder, mask_folder, read_mask, write_mask
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 from u2net_mini.lesions import LESIONS
 
 
@@ -45,39 +47,61 @@ def write_layout(root, names_by_split, seed=0, absent=()):
     return written
 
 
-def test_the_real_sample_reads_in_the_official_layout():
-    train, test = IDRiD(sample_root(), "train"), IDRiD(sample_root(), "test")
-    assert (len(train), train.names, len(test), test.names) == (1, ["IDRiD_01"], 1, ["IDRiD_55"])
+def test_the_shipped_data_set_reads_in_the_official_layout():
+    train, test = IDRiD(idrid_root(), "train"), IDRiD(idrid_root(), "test")
+    assert train.names == [f"IDRiD_{n:02d}" for n in range(1, 55)]
+    assert test.names == [f"IDRiD_{n:02d}" for n in range(55, 82)]
+    # mask files per lesion, as IDRiD's own table: MA, HE, EX, SE
+    assert sum(train.mask_present(i) for i in range(len(train))).tolist() == [54, 53, 54, 26]
+    assert sum(test.mask_present(i) for i in range(len(test))).tolist() == [27, 27, 27, 14]
+    assert train.mask_present(train.names.index("IDRiD_43")).tolist() == [True, False, True, False]
     item = train[0]
     assert item["name"] == "IDRiD_01"
     assert item["image"].shape == (712, 1072, 3) and item["image"].dtype == np.uint8
     assert item["masks"].shape == (4, 712, 1072) and item["masks"].dtype == bool
-    assert item["present"].tolist() == [False, False, True, False]  # only EX ships
-    assert item["masks"][2].any() and not item["masks"][[0, 1, 3]].any()
-    # exudates lie on the retina, never in the black surround
-    assert not (item["masks"][2] & ~fundus_mask(item["image"])).any()
+    assert item["present"].tolist() == [True, True, True, False]  # IDRiD_01 has no soft exudates
+    assert item["masks"].any(axis=(1, 2)).tolist() == [True, True, True, False]
+    # lesions lie on the retina, never in the black surround
+    assert not (item["masks"].any(axis=0) & ~fundus_mask(item["image"])).any()
     # RGB, not OpenCV's BGR: a fundus photograph is far redder than blue
     disc = fundus_mask(item["image"])
     assert item["image"][disc, 0].mean() > 2 * item["image"][disc, 2].mean()
 
 
-def test_the_vendored_masks_are_encoded_like_idrid():
-    path = mask_folder(sample_root(), "train", "EX") / "IDRiD_01_EX.tif"
+def test_the_shipped_files_match_their_checksums_and_licence():
+    root = idrid_root()
+    listed = {}
+    for line in (root / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        listed[name] = digest
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert set(listed) == on_disk  # nothing unlisted, nothing missing
+    assert len([n for n in listed if n.endswith(".jpg")]) == 81 and len([n for n in listed if n.endswith(".tif")]) == 282
+    for name, digest in listed.items():
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest, name
+    assert "Creative Commons Attribution 4.0" in (root / "LICENSE.txt").read_text()
+
+
+def test_the_shipped_masks_are_encoded_like_idrid():
+    path = mask_folder(idrid_root(), "train", "MA") / "IDRiD_01_MA.tif"
     with Image.open(path) as image:
         assert image.mode == "P" and image.tag_v2[258] == (1,)  # palette, 1 bit per pixel
+        assert image.tag_v2[259] == 8  # Deflate
         assert image.getpalette()[:6] == [0, 0, 0, 255, 0, 0]  # index 0 black, 1 red
         assert set(np.unique(np.array(image))) == {0, 1}
     assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) == {0, 76}  # so > 0, not > 127
 
 
+@pytest.mark.parametrize("deflate", [False, True])
 @pytest.mark.parametrize("shape", [(5, 13), (1, 1), (37, 64)])
-def test_write_mask_round_trip(tmp_path, shape):
+def test_write_mask_round_trip(tmp_path, shape, deflate):
     mask = np.random.default_rng(0).random(shape) < 0.4  # widths not a multiple of 8, too
     path = tmp_path / "m.tif"
-    write_mask(path, mask)
+    write_mask(path, mask, deflate=deflate)
+    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) <= {0, 76}  # OpenCV's libtiff reads it
     assert np.array_equal(read_mask(path), mask)
     with Image.open(path) as image:
-        assert image.mode == "P" and image.tag_v2[258] == (1,) and image.tag_v2[259] == 1  # uncompressed
+        assert image.mode == "P" and image.tag_v2[258] == (1,) and image.tag_v2[259] == (8 if deflate else 1)
     assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0, mask)
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 

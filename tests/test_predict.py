@@ -8,13 +8,13 @@ from PIL import Image
 from data_prep.fundus import to_original
 from data_prep.idrid import read_image
 from data_prep.pipeline import preprocess
-from data_prep.samples import sample_root
+from data_prep.shipped import idrid_root
 from data_prep.synthetic import make_fundus
 from u2net_mini import predict
 from u2net_mini.checkpoint import load_model, save_checkpoint
 from u2net_mini.export import export_onnx
 from u2net_mini.model import build_model
-from u2net_mini.overlay import blend, colour_rgb, display_pair
+from u2net_mini.overlay import blend, colour_rgb, display_pair, outline
 
 SIZE = 64
 MEAN, STD = [0.4, 0.25, 0.15], [0.25, 0.15, 0.1]
@@ -50,7 +50,7 @@ def photos(tmp_path_factory):
 
 
 def test_colour_of_a_lesion():
-    assert colour_rgb("EX").tolist() == [230, 184, 0]  # "#e6b800": e6 = 230, b8 = 184, 00 = 0
+    assert colour_rgb("EX").tolist() == [47, 107, 255]  # "#2f6bff": 2f = 47, 6b = 107, ff = 255
     with pytest.raises(ValueError, match="lesion must be one of"):
         colour_rgb("OD")
 
@@ -59,18 +59,33 @@ def test_blend_by_hand():
     photo = np.array([[[100, 100, 100], [100, 100, 100], [10, 20, 30]]], dtype=np.uint8)  # (1, 3, 3)
     y_hat = np.array([[[1.0, 0.4, 0.5]]])  # (1, 1, 3): EX sure, below the threshold, at the threshold
     out = blend(photo, y_hat, ("EX",), threshold=0.5, opacity=0.5)
-    # a = 0.5 * 1.0 = 0.5: 0.5 * 100 + 0.5 * (230, 184, 0) = (165, 142, 50)
-    assert out[0, 0].tolist() == [165, 142, 50]
+    # a = 0.5 * 1.0 = 0.5: 0.5 * 100 + 0.5 * (47, 107, 255) = (73.5, 103.5, 177.5) -> (74, 104, 178)
+    # (np.rint rounds halves to even)
+    assert out[0, 0].tolist() == [74, 104, 178]
     assert out[0, 1].tolist() == [100, 100, 100]  # 0.4 < t: untouched
-    # a = 0.5 * 0.5 = 0.25: 0.75 * (10, 20, 30) + 0.25 * (230, 184, 0) = (65, 61, 22.5 -> 22)
-    assert out[0, 2].tolist() == [65, 61, 22]
+    # a = 0.5 * 0.5 = 0.25: 0.75 * (10, 20, 30) + 0.25 * (47, 107, 255) = (19.25, 41.75, 86.25) -> (19, 42, 86)
+    assert out[0, 2].tolist() == [19, 42, 86]
 
 
 def test_blend_paints_the_later_lesion_on_top():
     photo = np.zeros((1, 1, 3), dtype=np.uint8)
     both = np.ones((2, 1, 1))  # MA and SE sure at the same pixel
-    # opacity 1: MA's colour is replaced completely by SE's (214, 47, 214) ("#d62fd6")
-    assert blend(photo, both, ("MA", "SE"), opacity=1.0)[0, 0].tolist() == [214, 47, 214]
+    # opacity 1: MA's colour is replaced completely by SE's (255, 61, 242) ("#ff3df2")
+    assert blend(photo, both, ("MA", "SE"), opacity=1.0)[0, 0].tolist() == [255, 61, 242]
+
+
+def test_outline_draws_the_boundary_of_each_painted_region():
+    photo = np.zeros((5, 5, 3), dtype=np.uint8)
+    y_hat = np.zeros((2, 5, 5))
+    y_hat[0, 1:4, 1:4] = 0.9  # a 3 x 3 MA region: 8 boundary pixels around one inner pixel
+    y_hat[1, 0, 4] = 0.6  # a one-pixel HE region at the corner: all boundary
+    out = outline(photo, y_hat, ("MA", "HE"), threshold=0.5)
+    ma, he = colour_rgb("MA").tolist(), colour_rgb("HE").tolist()
+    boundary = [(r, c) for r in range(1, 4) for c in range(1, 4) if (r, c) != (2, 2)]
+    assert all(out[r, c].tolist() == ma for r, c in boundary)
+    assert out[2, 2].tolist() == [0, 0, 0]  # the inner pixel keeps the photograph
+    assert out[0, 4].tolist() == he and out[0, 0].tolist() == [0, 0, 0]
+    assert photo.sum() == 0  # the input is not changed in place
 
 
 @pytest.mark.parametrize("y_hat, lesions, message", [
@@ -84,7 +99,7 @@ def test_blend_rejects_bad_input(y_hat, lesions, message):
 
 
 def test_display_pair_keeps_the_disc_and_the_maps_aligned():
-    image = read_image(sample_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_55.jpg")
+    image = read_image(idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_55.jpg")
     _, geometry = preprocess(image, SIZE)
     y_hat = np.zeros((1, SIZE, SIZE), dtype=np.float32)  # (1, s, s)
     y_hat[0, :, : SIZE // 2] = 1  # the left half

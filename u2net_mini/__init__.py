@@ -5,5 +5,6 @@ enhance explainability of mobile screening systems for diabetic retinopathy", MI
 """
 
 from .lesions import LESIONS, TASK_GROUPS
+from .shipped import lesion_maps, shipped_checkpoints
 
-__all__ = ["LESIONS", "TASK_GROUPS"]
+__all__ = ["LESIONS", "TASK_GROUPS", "lesion_maps", "shipped_checkpoints"]

@@ -24,7 +24,10 @@ LESION_NAMES = {
 
 # One colour per lesion, used by every figure and overlay; chosen to stand out on the
 # orange-red of a fundus photograph.
-LESION_COLOURS = {"MA": "#00b7eb", "HE": "#2ca02c", "EX": "#e6b800", "SE": "#d62fd6"}
+# Chosen to stand out on a fundus photograph, which is orange and red with yellow
+# exudates and dark vessels: none of them is yellow, orange or red (EX is blue, against
+# the yellow of the exudates themselves).
+LESION_COLOURS = {"MA": "#00e5ff", "HE": "#39d353", "EX": "#2f6bff", "SE": "#ff3df2"}
 
 # The lesion groups each mode trains, one tuple per model.
 TASK_GROUPS = {

@@ -11,8 +11,12 @@ the Dice score), with an opacity that grows with the probability,
 $$o = (1 - a)\, I + a\, c, \qquad a = \omega\, \hat y\, [\hat y \ge t],$$
 
 for the photograph's colour I, the lesion's colour c and the largest opacity ω = 0.6, so
-a confident lesion stands out and a doubtful one is faint. Lesions are painted in the
-project order MA, HE, EX, SE; where two overlap, the later one lies on top.
+a confident lesion stands out and a doubtful one is faint (`blend`). On a real
+photograph a translucent fill alone is hard to read (a lesion is often the colour of its
+surround, and microaneurysms are a few pixels), so the overlay also draws each painted
+region's outline, one pixel wide, in the lesion's full colour (`outline`); the colours
+(`lesions.LESION_COLOURS`) avoid the retina's own orange, red and yellow. Lesions are
+painted in the project order MA, HE, EX, SE; where two overlap, the later one lies on top.
 """
 
 import cv2
@@ -70,6 +74,25 @@ def blend(photo, y_hat, lesions, threshold=THRESHOLD, opacity=OPACITY):
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)  # (H, W, 3)
 
 
+def outline(image, y_hat, lesions, threshold=THRESHOLD):
+    """Draw the boundary of each region with ŷ ≥ t in the lesion's colour, opaque.
+
+    A boundary pixel is a painted pixel with an unpainted pixel among its 8 neighbours
+    (the painted set minus its 3 × 3 erosion), so a region of one or two pixels is all
+    boundary and shows at full colour. `image` (H, W, 3) uint8; returns (H, W, 3) uint8.
+    """
+    image, y_hat, lesions = _check(image, y_hat, lesions)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    out = image.copy()  # (H, W, 3)
+    kernel = np.ones((3, 3), np.uint8)
+    for name, probability in zip(lesions, y_hat):
+        painted = (probability >= threshold).astype(np.uint8)  # (H, W)
+        inner = cv2.erode(painted, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)  # (H, W)
+        out[(painted - inner).astype(bool)] = colour_rgb(name).astype(np.uint8)
+    return out
+
+
 def display_pair(image, y_hat, geometry, max_side=MAX_DISPLAY):
     """The photograph's disc (cropped, padded to a square) and the maps, at a size fit to look at.
 
@@ -92,8 +115,8 @@ def overlay_figure(photo, y_hat, lesions, title="", threshold=THRESHOLD):
     left, right = figure.subplots(1, 2)
     left.imshow(photo)
     left.set_title("photograph")
-    right.imshow(blend(photo, y_hat, lesions, threshold))
-    right.set_title(f"lesions (p ≥ {threshold:g}; stronger colour = more certain)")
+    right.imshow(outline(blend(photo, y_hat, lesions, threshold), y_hat, lesions, threshold))
+    right.set_title(f"lesions (p ≥ {threshold:g}, outlined; stronger fill = more certain)")
     for axes in (left, right):
         axes.set_axis_off()
     handles = [Patch(color=LESION_COLOURS[name], label=f"{name} {LESION_NAMES[name]}") for name in lesions]

@@ -1,6 +1,7 @@
 """
 # Prediction: lesion maps and an overlay for any fundus photograph
 
+    python -m u2net_mini.predict photo.jpg --out maps                      # the shipped XS-MT
     python -m u2net_mini.predict photo.jpg more/*.png --checkpoint runs/mt/MA-HE-EX-SE/best.pt --out maps
     python -m u2net_mini.predict photo.jpg --onnx model.onnx --out maps     # no model code needed
 
@@ -17,8 +18,10 @@ three kinds of file in `--out`:
   the photograph's own (C, H, W) pixel grid (0 outside the disc). At IDRiD's 4288 × 2848
   that is 49 MB per lesion.
 
-Several checkpoints (the single-task or dual-task models of one run) combine into one
-set of maps; they must share the input size. A photograph that cannot be read, or in
+With neither `--checkpoint` nor `--onnx`, the multi-task U²-XS-Net shipped in the
+package (`u2net_mini.shipped`, trained on real IDRiD) predicts; `--shipped dt` takes the
+shipped dual-task pair. Several checkpoints (the single-task or dual-task models of one
+run) combine into one set of maps; they must share the input size. A photograph that cannot be read, or in
 which no retinal disc is found (not a fundus photograph), is reported and skipped, and
 the others are still processed. Exit code: 0 when every photograph was processed, 1 when
 some were skipped, 2 for bad arguments (no usable checkpoint, files that already exist
@@ -50,6 +53,7 @@ from .atomic import atomic_write
 from .inference import load_for_prediction
 from .lesions import LESIONS
 from .overlay import THRESHOLD, display_pair, save_overlay
+from .shipped import SHIPPED, shipped_checkpoints
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
@@ -141,13 +145,18 @@ def collect_images(paths):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.predict",
-                                     description="Lesion maps and overlays for fundus photographs.")
+                                     description="Lesion maps and overlays for fundus photographs.",
+                                     epilog="exit codes: 0 every photograph done, 1 some skipped, 2 bad arguments")
     parser.add_argument("images", nargs="+", help="photographs (JPEG, PNG, TIFF) or folders of them")
-    models = parser.add_mutually_exclusive_group(required=True)
-    models.add_argument("--checkpoint", nargs="+",
-                        help="best.pt of an mt run, or the st/dt models of one run together")
-    models.add_argument("--onnx", nargs="+",
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--checkpoint", action="extend", nargs="+",
+                        help="best.pt of an mt run, or the st/dt models of one run together "
+                        "(default: the shipped models, see --shipped)")
+    models.add_argument("--onnx", action="extend", nargs="+",
                         help="ONNX files written by python -m u2net_mini.export (run with ONNX Runtime on the CPU)")
+    models.add_argument("--shipped", choices=tuple(SHIPPED),
+                        help="the U²-XS-Net models shipped in the package: mt (the default when no "
+                        "--checkpoint or --onnx is given) or the dt pair")
     parser.add_argument("--out", required=True, help="folder for the overlays and maps")
     parser.add_argument("--original-grid", action="store_true",
                         help="also write the maps on each photograph's own grid")
@@ -182,7 +191,8 @@ def main(argv=None):
         if args.bf16 and args.onnx:
             raise ValueError("--bf16 applies to --checkpoint; an ONNX file runs as exported (see export --fp16)")
         loader = functools.partial(load_for_prediction, bf16="auto" if args.bf16 else False)
-        predictor = Predictor(args.checkpoint or args.onnx, "cpu" if args.onnx else device, loader=loader)
+        models = args.checkpoint or args.onnx or shipped_checkpoints(args.shipped or "mt")
+        predictor = Predictor(models, "cpu" if args.onnx else device, loader=loader)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,6 +20,16 @@ from .lesions import LESION_COLOURS, LESIONS
 
 ROW_KEYS = ("model", "mode", "params", "input_size", "aupr", "dice")
 
+# Table 1 of Siebert & Rostalski (MIDL 2021): AUPR on IDRiD's test split at 512 × 512.
+# The paper writes HX and SX for hard and soft exudates (EX and SE here). U²-Net-ST is
+# quoted with its mean only.
+PAPER_TABLE_1 = (
+    {"model": "U²-XS-Net", "mode": "st", "aupr": {"MA": 0.41, "HE": 0.68, "EX": 0.87, "SE": 0.68}, "mean": 0.66},
+    {"model": "U²-XS-Net", "mode": "dt", "aupr": {"MA": 0.41, "HE": 0.69, "EX": 0.83, "SE": 0.74}, "mean": 0.67},
+    {"model": "U²-XS-Net", "mode": "mt", "aupr": {"MA": 0.36, "HE": 0.62, "EX": 0.85, "SE": 0.74}, "mean": 0.64},
+    {"model": "U²-Net", "mode": "st", "aupr": {}, "mean": 0.68},
+)
+
 
 def format_params(count):
     """291532 -> "0.29 M": millions with two decimals, as the paper writes them."""
@@ -69,6 +79,17 @@ def results_table(rows, lesions=LESIONS):
             cells += [format_score(scores[name]) if name in scores else "–" for name in lesions]
             cells.append(format_score(_mean([float(v) for v in scores.values()])))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_table(lesions=LESIONS):
+    """The paper's Table 1 as Markdown, in the columns of `results_table`'s AUPR part."""
+    header = ["Paper (Table 1)", "Mode"] + [f"AUPR {name}" for name in lesions] + ["mean AUPR"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "|".join(["---:"] * (len(lesions) + 1)) + "|"]
+    for row in PAPER_TABLE_1:
+        cells = [row["model"], row["mode"]] + [f"{row['aupr'][name]:.2f}" if name in row["aupr"] else "–"
+                                                 for name in lesions]
+        lines.append("| " + " | ".join(cells + [f"{row['mean']:.2f}"]) + " |")
     return "\n".join(lines) + "\n"
 
 

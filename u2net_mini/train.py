@@ -51,6 +51,7 @@ import io
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -83,8 +84,10 @@ DEFAULTS = {
     "mode": "mt", "lesion": None, "model": "xs", "size": 512, "batch_size": 4, "seed": 0,
     "lr": 1e-3, "weight_decay": 1e-4, "alpha": 0.75, "gamma": 1.0,
     "augment": "paper", "val": "holdout", "val_fraction": 0.1,
+    "patch": None, "schedule_epochs": 400,
 }
 DEFAULT_EPOCHS = 400
+PAPER_EPOCHS = 400  # the length of the paper's schedule, which --schedule-epochs stretches
 MIN_SIZE = 64  # the deepest stage (stride 32) keeps 2 × 2 pixels, enough for batch norm with a batch of 1
 PREPROCESSING = {"clahe": True, "clahe_channel": "lab", "threshold": DISC_THRESHOLD, "mask_rule": MASK_RULE}
 VAL_BINS = 2**12  # histogram bins of the per-epoch validation AUPR (the final evaluation uses 2**16)
@@ -135,6 +138,11 @@ def build_parser():
     add("--alpha", type=float, help="weight of focal BCE against Dice in the loss (default 0.75)")
     add("--gamma", type=float, help="focal exponent (default 1)")
     add("--augment", choices=("paper", "none"), help="paper: random rotation, shift, scale, flips (default)")
+    add("--patch", type=int, help="train on a random PATCH × PATCH window of each augmented --size square, "
+        "over a lesion pixel 80 %% of the time (the CPU protocol; default: the whole square, as the paper); "
+        "validation and evaluation always see the whole square")
+    add("--schedule-epochs", type=int, help="stretch the paper's 400-epoch learning-rate schedule (× 0.75 every "
+        "15 epochs from 115) to this many epochs, for shorter runs (default 400, the paper's)")
     add("--val", choices=("holdout", "test", "none"), help="what scores each epoch for best.pt (default holdout)")
     add("--val-fraction", type=float,
         help="share of the training photographs held out with --val holdout (default 0.1)")
@@ -162,7 +170,9 @@ def _check_settings(settings):
     models_for_mode(settings["mode"], settings["lesion"])  # ValueError for --lesion outside st
     if settings["size"] < MIN_SIZE:
         raise ValueError(f"--size must be at least {MIN_SIZE} pixels, got {settings['size']}")
-    for key in ("batch_size", "epochs"):
+    if settings["patch"] is not None and not MIN_SIZE <= settings["patch"] <= settings["size"]:
+        raise ValueError(f"--patch must be between {MIN_SIZE} and --size {settings['size']}, got {settings['patch']}")
+    for key in ("batch_size", "epochs", "schedule_epochs"):
         if settings[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {settings[key]}")
     if not 0 < settings["val_fraction"] < 1:
@@ -304,7 +314,8 @@ def prepare_run_folder(settings, args, processes, train_names):
         if args.overwrite and out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        record = {**settings, "models": [group_name(g) for g in models_for_mode(settings["mode"], settings["lesion"])],
+        record = {**settings, "command": getattr(args, "command_line", None),
+                  "models": [group_name(g) for g in models_for_mode(settings["mode"], settings["lesion"])],
                   "train_images": train_names[0], "validation_images": train_names[1]}
         with atomic_write(out / "run.json", "w") as file:
             json.dump(record, file, indent=2)
@@ -342,7 +353,7 @@ class Data:
                    "clahe": PREPROCESSING["clahe"], "clahe_channel": PREPROCESSING["clahe_channel"]}
         root = settings["data"]
         self.full_train = LesionDataset(root, "train", augment=settings["augment"] == "paper",
-                                        seed=settings["seed"], **options)
+                                        seed=settings["seed"], patch=settings["patch"], **options)
         self.train = Subset(self.full_train, train_indices)
         self.val, self.val_indices = None, []
         if settings["val"] == "holdout":
@@ -419,6 +430,14 @@ def validate(model, data, settings, runtime, device, lesions):
     return row
 
 
+def learning_rate(epoch, settings):
+    """The paper's schedule stretched to `schedule_epochs` E: epoch e (from 0) takes the
+    paper's rate at epoch ⌊400 e / E⌋, so with E = 400 it is the paper's own
+    (`equations.lr_at_epoch`) and with E = 100 the rate falls every 3.75 epochs from 28.75."""
+    paper_epoch = epoch * PAPER_EPOCHS // settings["schedule_epochs"]
+    return lr_at_epoch(paper_epoch, settings["lr"])
+
+
 def out_of_time(deadline, epoch_seconds, processes):
     """True when an epoch as long as the last one would end past `deadline` (process 0's clock decides)."""
     if deadline is None:
@@ -486,7 +505,8 @@ def train_model(lesions, settings, runtime, processes, folder, split):
         "model_config": model.config, "lesions": lesions, "input_size": settings["size"],
         "mean": mean, "std": std, "preprocessing": PREPROCESSING, "mode": settings["mode"],
         "run": {key: settings[key] for key in sorted(settings)},
-        "scheduler": {"name": "lr_at_epoch", "lr0": settings["lr"], "start": 115, "every": 15, "factor": 0.75},
+        "scheduler": {"name": "lr_at_epoch", "lr0": settings["lr"], "start": 115, "every": 15, "factor": 0.75,
+                      "schedule_epochs": settings["schedule_epochs"]},
     }
     previous_seconds = 0.0
     for epoch in range(start, settings["epochs"]):
@@ -496,7 +516,7 @@ def train_model(lesions, settings, runtime, processes, folder, split):
                       f"--max-minutes; continue with --resume")
             break
         began = time.perf_counter()
-        lr = lr_at_epoch(epoch, settings["lr"])
+        lr = learning_rate(epoch, settings)
         for group in optimizer.param_groups:
             group["lr"] = lr
         data.full_train.set_epoch(epoch)
@@ -576,6 +596,7 @@ def run(args):
 def main(argv=None):
     """The command line; returns the exit code (0 done, 1 non-finite loss, 2 bad input, 130 Ctrl-C)."""
     args = parse_args(argv)
+    args.command_line = "python -m u2net_mini.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         run(args)
     except UsageError as error:
