@@ -16,8 +16,12 @@ A mask is a 1-bit palette TIFF (index 0 black, 1 red): as an array it is {0, 1},
 8-bit grey it is {0, 76}, so it is binarized with `> 0` (never `> 127`). A missing mask
 file means the lesion is absent from that photograph (only 26 of the 54 training
 photographs have SE; IDRiD_43 has no HE). `IDRiD` reads any `.jpg` in the images folder
-with masks named `<name>_<lesion>.tif`, so the synthetic set in the same layout reads
-alike. `write_mask` writes a mask in the same encoding.
+with masks named `<name>_<lesion>.tif` (or `.tiff`, in any case: `MASK_SUFFIXES`), so
+the synthetic set in the same layout reads alike. A split whose photographs have no
+mask file at all, for any lesion, is refused with the names looked for and the files
+found: it is almost always a folder whose masks are named otherwise, and reading it as
+"no lesions anywhere" would train and score on empty targets without a word.
+`write_mask` writes a mask in the same encoding.
 
 Nothing is decoded before `[i]` asks for it: a 4288 × 2848 photograph with its masks is
 about 60 MB in memory.
@@ -45,6 +49,7 @@ LESION_FOLDERS = {
     "SE": "4. Soft Exudates",
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
+MASK_SUFFIXES = (".tif", ".tiff")  # matched in any case
 
 
 def image_folder(root, split):
@@ -62,10 +67,22 @@ def read_image(path):
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
     data = np.fromfile(path, dtype=np.uint8)  # (bytes,) works with any characters in the path
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # (H, W, 3)
+    if data.size == 0:
+        raise ValueError(f"cannot read image {path}: the file is empty (0 bytes)")
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # (H, W, 3)
+    except cv2.error as error:  # OpenCV raises for some malformed files instead of returning None
+        raise ValueError(f"cannot read image {path}: OpenCV could not decode it ({error.err})") from error
     if bgr is None:
         raise ValueError(f"cannot read image {path}: not an image file OpenCV can decode")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # (H, W, 3)
+
+
+def is_greyscale(image):
+    """True when an (H, W, 3) RGB image has three equal channels: a grey photograph, which
+    OpenCV decodes to colour by copying the one channel (a colour model then sees no colour)."""
+    image = np.asarray(image)
+    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
 
 
 def read_mask(path):
@@ -162,6 +179,33 @@ class IDRiD:
         self.names = sorted(self._suffix)
         if not self.names:
             raise ValueError(f"no .jpg photographs in {images}")
+        self._masks = self._find_masks()
+
+    def _find_masks(self):
+        """{(name, lesion): path} of every mask file, matched by `<name>_<lesion>` and a
+        suffix of `MASK_SUFFIXES` in any case; ValueError when no photograph has any."""
+        wanted = {f"{name}_{lesion}".lower(): (name, lesion) for name in self.names for lesion in LESIONS}
+        found, others = {}, []
+        for lesion in LESIONS:
+            folder = mask_folder(self.root, self.split, lesion)
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                key = wanted.get(path.stem.lower())
+                if key and key[1] == lesion and path.suffix.lower() in MASK_SUFFIXES and path.is_file():
+                    found.setdefault(key, path)
+                else:
+                    others.append(path.relative_to(self.root).as_posix())
+        if not found:
+            example = f"{self.names[0]}_{LESIONS[0]}.tif"
+            raise ValueError(
+                f"no mask file for any photograph of {self.split!r} in {self.root}: looked for "
+                f"'<photograph>_<lesion>.tif' (or .tiff, any case), e.g. '{example}' in "
+                f"'{mask_folder(self.root, self.split, LESIONS[0]).relative_to(self.root)}' and the other lesion "
+                f"folders ({', '.join(LESION_FOLDERS.values())}); found "
+                + (f"{len(others)} other files, e.g. {others[:3]}" if others else "no files there at all")
+            )
+        return found
 
     def __len__(self):
         return len(self.names)
@@ -171,7 +215,9 @@ class IDRiD:
         return image_folder(self.root, self.split) / f"{name}{self._suffix[name]}"
 
     def mask_path(self, i, lesion):
-        return mask_folder(self.root, self.split, lesion) / f"{self.names[i]}_{lesion}.tif"
+        """The mask file of photograph `i` and `lesion` (where `<name>_<lesion>.tif` would be when there is none)."""
+        default = mask_folder(self.root, self.split, lesion) / f"{self.names[i]}_{lesion}.tif"
+        return self._masks.get((self.names[i], lesion), default)
 
     def mask_present(self, i):
         """(4,) bool: which of the MA, HE, EX, SE mask files exist for photograph `i`."""

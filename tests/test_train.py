@@ -130,7 +130,7 @@ def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path,
     assert train.main(args(data, cache, out, "--epochs", "3")) == 1
     message = capsys.readouterr().err
     assert "loss is nan at epoch 2, batch 2" in message
-    assert f"{out / GROUP / 'last.pt'} (epoch 1) is intact" in message
+    assert f"{out / GROUP / 'last.pt'} (epoch 1) holds the last good weights" in message
     assert_same_training_state(state(out / GROUP / "last.pt"), state(one_epoch / GROUP / "last.pt"))
 
 

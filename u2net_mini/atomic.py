@@ -67,3 +67,21 @@ def _fsync_folder(folder):
         pass
     finally:
         os.close(handle)
+
+
+def sweep_temporaries(folder):
+    """Delete the temporary files that killed `atomic_write`s left in `folder` and below.
+
+    A write killed before its rename (`kill -9`, a power cut) leaves `.NAME.XXXX.tmp`
+    beside its target: never a half-written target, but litter. Call this where no write
+    can be running (a training run starting or resuming in its own folder). Returns the
+    paths deleted.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.rglob(".*.tmp") if p.is_file() and p.name.count(".") >= 3]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stale

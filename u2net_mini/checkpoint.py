@@ -28,6 +28,7 @@ The paper publishes no checkpoint format; this one is ours. Two rules shape it:
   the part that fits.
 """
 
+import pickle
 import random
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -140,11 +141,7 @@ def load_checkpoint(path, expect=None, resume=False, map_location="cpu"):
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(
-            f"{path} is not a u2net_mini checkpoint: torch.load(weights_only=True) failed "
-            f"with {type(error).__name__}: {first_line}"
-        ) from error
+        raise ValueError(f"{path} is not a u2net_mini checkpoint: {_load_failure(error)}") from error
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, Mapping) and payload and all(
@@ -173,6 +170,19 @@ def load_checkpoint(path, expect=None, resume=False, map_location="cpu"):
         if found != value:
             raise ValueError(f"{path} holds {key} = {found!r}, expected {value!r}")
     return payload
+
+
+def _load_failure(error):
+    """Why torch.load(weights_only=True) failed, in words, without torch's advice to load
+    with weights_only=False (which would run whatever code the file carries)."""
+    # torch names a blocked Python object ("GLOBAL") when the file asks to build one
+    if isinstance(error, pickle.UnpicklingError) and "GLOBAL" in str(error):
+        return ("it holds Python objects other than tensors, numbers, strings, lists and dicts; "
+                "this project never writes such files and does not load them, because loading "
+                "one can run code from the file")
+    if isinstance(error, (pickle.UnpicklingError, OSError, EOFError, RuntimeError)):
+        return f"it is truncated, damaged or not a torch file ({type(error).__name__}: {str(error).splitlines()[0]})"
+    return f"torch.load failed with {type(error).__name__}"
 
 
 def load_weights(model, state_dict):

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from data_prep.fundus import to_original
-from data_prep.idrid import read_image
+from data_prep.idrid import is_greyscale, read_image
 from data_prep.pipeline import preprocess
 
 from .atomic import atomic_write
@@ -123,6 +123,9 @@ def save_npy(path, array):
 def predict_image(predictor, image_path, files, threshold=THRESHOLD):
     """Read, predict and write one photograph's files; ValueError / FileNotFoundError if it cannot."""
     image = read_image(image_path)  # (H, W, 3)
+    if is_greyscale(image):
+        print(f"warning: {image_path} is a greyscale photograph; the models were trained on colour fundus "
+              "photographs, so its maps are unreliable", file=sys.stderr)
     y_hat, geometry = predictor(image)  # (C, s, s)
     save_npy(files["maps"], y_hat)
     if "original" in files:
@@ -145,9 +148,10 @@ def collect_images(paths):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.predict",
-                                     description="Lesion maps and overlays for fundus photographs.",
+                                     description="Lesion maps and overlays for fundus photographs "
+                                     "(by default with the shipped U²-XS-Net).",
                                      epilog="exit codes: 0 every photograph done, 1 some skipped, 2 bad arguments")
-    parser.add_argument("images", nargs="+", help="photographs (JPEG, PNG, TIFF) or folders of them")
+    parser.add_argument("images", nargs="*", help="photographs (JPEG, PNG, TIFF) or folders of them")
     models = parser.add_mutually_exclusive_group()
     models.add_argument("--checkpoint", action="extend", nargs="+",
                         help="best.pt of an mt run, or the st/dt models of one run together "
@@ -160,9 +164,11 @@ def build_parser():
     parser.add_argument("--out", required=True, help="folder for the overlays and maps")
     parser.add_argument("--original-grid", action="store_true",
                         help="also write the maps on each photograph's own grid")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="probability from which the overlay paints")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD,
+                        help=f"probability from which the overlay paints (default {THRESHOLD})")
     parser.add_argument("--overwrite", action="store_true", help="replace files an earlier prediction wrote")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="default: CUDA when present, else the CPU")
     parser.add_argument("--bf16", action="store_true",
                         help="run checkpoints in bfloat16 where the device does it natively, else float32")
     return parser
@@ -170,7 +176,16 @@ def build_parser():
 
 def main(argv=None):
     """The command line; returns the exit code (0 all done, 1 some photographs skipped, 2 bad arguments)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)  # photographs may come before, between and after the options
+    # `--checkpoint A photo.jpg` gives the photograph to --checkpoint: hand such values back
+    for option in ("checkpoint", "onnx"):
+        values = getattr(args, option) or []
+        photographs = [v for v in values if Path(v).is_dir() or Path(v).suffix.lower() in IMAGE_SUFFIXES]
+        setattr(args, option, [v for v in values if v not in photographs] or None)
+        args.images = photographs + args.images
+    if not args.images:
+        parser.error("give at least one photograph or folder of photographs")
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     out = Path(args.out)
     images = collect_images(args.images)

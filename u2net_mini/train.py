@@ -70,7 +70,7 @@ from data_prep.fundus import DISC_THRESHOLD
 from data_prep.idrid import GROUNDTRUTHS, IMAGES, LESION_FOLDERS, SEGMENTATION, SPLITS, IDRiD
 from data_prep.pipeline import MASK_RULE, enhance_square
 
-from .atomic import atomic_write
+from .atomic import atomic_write, sweep_temporaries
 from .checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .equations import lr_at_epoch
 from .lesions import LESIONS, TASK_GROUPS, models_for_mode
@@ -79,13 +79,16 @@ from .metrics import LesionScores
 from .model import MODEL_NAMES, build_model
 from .report import plot_training_curves
 
-# Settings that define a run; on --resume they come from run.json and may not change.
+# Settings that define a run; on --resume they come from run.json and may not change,
+# except those of CHANGEABLE_ON_RESUME (--lr: the schedule's lr₀ from the next epoch on,
+# e.g. after a divergence; each change is recorded in run.json's "lr_changes").
 DEFAULTS = {
     "mode": "mt", "lesion": None, "model": "xs", "size": 512, "batch_size": 4, "seed": 0,
     "lr": 1e-3, "weight_decay": 1e-4, "alpha": 0.75, "gamma": 1.0,
     "augment": "paper", "val": "holdout", "val_fraction": 0.1,
     "patch": None, "schedule_epochs": 400,
 }
+CHANGEABLE_ON_RESUME = ("lr",)
 DEFAULT_EPOCHS = 400
 PAPER_EPOCHS = 400  # the length of the paper's schedule, which --schedule-epochs stretches
 MIN_SIZE = 64  # the deepest stage (stride 32) keeps 2 × 2 pixels, enough for batch norm with a batch of 1
@@ -120,9 +123,14 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m u2net_mini.train",
         description="Train U²-Net models on IDRiD-layout data with the paper's protocol (docs/training.md).",
+        epilog="exit codes: 0 done (also when --max-minutes stopped it), 1 the loss, the weights or the validation "
+               "outputs became non-finite (the last good last.pt stays), 2 bad flags, data, checkpoint or run "
+               "folder (nothing written), 130 interrupted (Ctrl-C; --resume continues). docs/errors.md lists "
+               "every message.",
     )
     add = parser.add_argument
-    add("--data", help="the data folder in IDRiD's layout (the one holding 'A. Segmentation')")
+    add("--data", help="the data folder in IDRiD's layout (the one holding 'A. Segmentation'), e.g. "
+        "data_prep/shipped/idrid; required, except with --resume (then the run's own)")
     add("--out", required=True, help="the run folder, e.g. runs/mt; must be new or empty unless --resume")
     add("--mode", choices=tuple(TASK_GROUPS), help="st: one model per lesion, dt: red MA+HE and white EX+SE, "
         "mt: one model for all four (default mt)")
@@ -131,9 +139,10 @@ def build_parser():
     add("--size", type=int, help=f"side of the square input in pixels, at least {MIN_SIZE} (default 512)")
     add("--epochs", type=int, help=f"train up to this many epochs (default {DEFAULT_EPOCHS}); "
         "with --resume it may be raised to train on")
-    add("--batch-size", type=int, help="photographs per batch and process (default 4)")
+    add("--batch-size", type=int, help="photographs per batch and process (default 4; the paper gives none)")
     add("--seed", type=int, help="seeds the weights, the validation hold-out, shuffling and augmentation (default 0)")
-    add("--lr", type=float, help="Adam's initial learning rate (default 1e-3)")
+    add("--lr", type=float, help="Adam's initial learning rate (default 1e-3); may change on --resume "
+        "(recorded in run.json)")
     add("--weight-decay", type=float, help="Adam's weight decay (default 1e-4)")
     add("--alpha", type=float, help="weight of focal BCE against Dice in the loss (default 0.75)")
     add("--gamma", type=float, help="focal exponent (default 1)")
@@ -207,10 +216,16 @@ def resolve_settings(args):
                 raise UsageError(f"--resume: {run_file} lacks {key!r}; it was not written by this training script")
         saved = {**DEFAULTS, **saved}
         changed = [f"--{key.replace('_', '-')} {value} (the run has {saved[key]})"
-                   for key, value in given.items() if saved[key] != value]
+                   for key, value in given.items() if saved[key] != value and key not in CHANGEABLE_ON_RESUME]
         if changed:
-            raise UsageError("a resumed run keeps its settings; these differ: " + ", ".join(changed))
+            raise UsageError("a resumed run keeps its settings (only --epochs, --data and --lr may change); "
+                             "these differ: " + ", ".join(changed))
         settings = {key: saved[key] for key in DEFAULTS}
+        settings["lr_changes"] = list(saved.get("lr_changes", []))
+        if "lr" in given and given["lr"] != saved["lr"]:
+            settings["lr"] = given["lr"]
+            settings["lr_changes"].append({"from": saved["lr"], "to": given["lr"],
+                                           "at": time.strftime("%Y-%m-%d %H:%M:%S")})
         settings["data"] = str(Path(args.data).resolve()) if args.data else saved["data"]
         settings["epochs"] = args.epochs if args.epochs is not None else saved["epochs"]
     else:
@@ -225,14 +240,43 @@ def resolve_settings(args):
     return settings
 
 
-def check_data(settings):
-    """The training photographs' names; UsageError with the expected layout for a wrong folder."""
+def check_data(settings, cache_dir):
+    """The training photographs' names, once every photograph and mask of the splits the run
+    reads has been decoded, checked and cropped into the cache (which later epochs read).
+
+    UsageError with the expected layout for a wrong folder, and naming the file for a
+    photograph or mask that cannot be read, has the wrong size or holds no retinal disc:
+    all before the run folder is touched.
+    """
     splits = ("train", "test") if settings["val"] == "test" else ("train",)
     try:
         readers = [IDRiD(settings["data"], split) for split in splits]
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(f"--data {settings['data']}: {error}\n{EXPECTED_LAYOUT}") from error
+    for reader in readers:
+        cache = SquareCache(reader, settings["size"], PREPROCESSING["threshold"], cache_dir)
+        for i, name in enumerate(reader.names):
+            try:
+                cache[i]
+            except (FileNotFoundError, ValueError) as error:
+                raise UsageError(f"--data {settings['data']}: photograph {name} of the {reader.split} split "
+                                 f"cannot be used: {error}") from error
     return readers[0].names
+
+
+def check_resume_checkpoints(settings, out):
+    """On --resume: every model's last.pt that exists must load; UsageError naming it otherwise."""
+    for lesions in models_for_mode(settings["mode"], settings["lesion"]):
+        last = Path(out) / group_name(lesions) / "last.pt"
+        if not last.exists():
+            continue
+        try:
+            load_checkpoint(last, resume=True)
+        except (ValueError, FileNotFoundError) as error:
+            best = last.with_name("best.pt")
+            advice = (f"{best} may be intact: copy it to {last} to resume from its epoch"
+                      if best.is_file() else f"delete {last} to train {group_name(lesions)} from the start")
+            raise UsageError(f"--resume: {error}. Nothing was changed; {advice}") from error
 
 
 def split_train_val(n_images, settings):
@@ -314,11 +358,22 @@ def prepare_run_folder(settings, args, processes, train_names):
         if args.overwrite and out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        record = {**settings, "command": getattr(args, "command_line", None),
-                  "models": [group_name(g) for g in models_for_mode(settings["mode"], settings["lesion"])],
-                  "train_images": train_names[0], "validation_images": train_names[1]}
-        with atomic_write(out / "run.json", "w") as file:
-            json.dump(record, file, indent=2)
+        swept = sweep_temporaries(out)
+        if swept:
+            print(f"removed {len(swept)} temporary file(s) that interrupted writes had left in {out}")
+        if args.resume:  # what may change on --resume: the epochs, where the data lives, the lr
+            record = json.loads((out / "run.json").read_text())
+            update = {key: settings[key] for key in ("epochs", "data", "lr", "lr_changes")}
+            if any(record.get(key) != value for key, value in update.items()):
+                record.update(update)
+                with atomic_write(out / "run.json", "w") as file:
+                    json.dump(record, file, indent=2)
+        else:
+            record = {**settings, "command": getattr(args, "command_line", None),
+                      "models": [group_name(g) for g in models_for_mode(settings["mode"], settings["lesion"])],
+                      "train_images": train_names[0], "validation_images": train_names[1]}
+            with atomic_write(out / "run.json", "w") as file:
+                json.dump(record, file, indent=2)
     processes.barrier()
     return out
 
@@ -418,7 +473,11 @@ def validate(model, data, settings, runtime, device, lesions):
         if runtime["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
         outputs = forward(model, x, runtime["bf16"])
-        total += deep_supervision_loss(outputs, y, settings["alpha"], settings["gamma"]).item()
+        loss = deep_supervision_loss(outputs, y, settings["alpha"], settings["gamma"]).item()
+        if not math.isfinite(loss) or not all(torch.isfinite(o).all() for o in outputs):
+            names = ", ".join(data.val.names[i] for i in chunk)
+            raise NonFiniteLoss(f"the validation outputs are not finite (loss {loss}) on {names}")
+        total += loss
         batches += 1
         y_hat = torch.sigmoid(outputs[0])  # (B, C, s, s)
         scores.update(y.cpu().numpy(), y_hat.cpu().numpy(), data.val.present[chunk])
@@ -446,6 +505,27 @@ def out_of_time(deadline, epoch_seconds, processes):
     if processes.world > 1:
         dist.broadcast(late, 0)
     return bool(late.item())
+
+
+def non_finite_tensors(model):
+    """Names of the model's parameters and buffers holding a NaN or an infinity."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    return [name for name, tensor in tensors if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+
+
+def divergence_message(label, error, last_path, settings, out):
+    """What stopped the run, which checkpoint is the last good one, and a command that continues."""
+    lower = settings["lr"] / 10
+    if last_path.is_file():
+        epoch = load_checkpoint(last_path)["epoch"] + 1
+        kept = f"{last_path} (epoch {epoch}) holds the last good weights (no checkpoint with non-finite values is written)"
+        advice = (f"continue from it with a lower learning rate: python -m u2net_mini.train --out {out} --resume "
+                  f"--lr {lower:g}")
+    else:
+        kept = "no epoch had finished, so there is no checkpoint"
+        advice = (f"start again with a lower learning rate: python -m u2net_mini.train --out {out} --overwrite "
+                  f"--data {settings['data']} --lr {lower:g} (and the run's other flags)")
+    return f"training {label} stopped: {error}; {kept}. Check the data, or {advice}"
 
 
 def _nanmean(values):
@@ -524,31 +604,34 @@ def train_model(lesions, settings, runtime, processes, folder, split):
         try:
             row = {"epoch": epoch + 1, "lr": lr}
             row.update(train_epoch(net, loader, optimizer, settings, runtime, processes, epoch, label))
+            average_buffers(model, processes.world)
+            broken = non_finite_tensors(model)
+            if broken:  # a last step can wreck the weights while its own loss was finite
+                raise NonFiniteLoss(f"after epoch {epoch + 1} the weights hold non-finite values "
+                                    f"({len(broken)} tensors, e.g. {broken[0]})")
+            if processes.main and data.val is not None:
+                row.update(validate(model, data, settings, runtime, device, lesions))
         except NonFiniteLoss as error:
-            kept = "no epoch had finished, so there is no checkpoint"
-            if last_path.is_file():
-                kept = f"{last_path} (epoch {load_checkpoint(last_path)['epoch'] + 1}) is intact"
-            raise NonFiniteLoss(f"training {label} stopped: {error}; {kept}. "
-                                "Lower --lr or check the data, then --resume.") from error
-        average_buffers(model, processes.world)
+            raise NonFiniteLoss(divergence_message(label, error, last_path, settings, runtime["out"])) from error
         if not processes.main:
             continue
-        if data.val is not None:
-            row.update(validate(model, data, settings, runtime, device, lesions))
-        else:
+        if data.val is None:
             row.update({"val_loss": float("nan"), **{f"val_aupr_{n}": float("nan") for n in lesions},
                         "val_aupr_mean": float("nan")})
         row["seconds"] = time.perf_counter() - began
         history.append(row)
         payload.update(state_dict=model.state_dict(), epoch=epoch, optimizer=optimizer.state_dict(),
                        rng=rng_state(), history=history, val_aupr_mean=row["val_aupr_mean"])
-        save_checkpoint(last_path, payload)
+        # best.pt first: a kill between the two writes then leaves last.pt one epoch behind
+        # (resume repeats that epoch), never a best epoch that metrics.csv names but best.pt lacks
         if _better(row["val_aupr_mean"], best) or data.val is None:
             best = row["val_aupr_mean"]
             save_checkpoint(best_path, payload)
+        save_checkpoint(last_path, payload)
         write_metrics(folder / "metrics.csv", history)
+        validation = "no validation" if data.val is None else f"val mean AUPR {row['val_aupr_mean']:.3f}"
         message = (f"{label} epoch {epoch + 1}/{settings['epochs']}: loss {row['train_loss']:.4f}, "
-                   f"lr {lr:.2e}, val mean AUPR {row['val_aupr_mean']:.3f}, {row['seconds']:.1f} s")
+                   f"lr {lr:.2e}, {validation}, {row['seconds']:.1f} s")
         tqdm.write(message)
         previous_seconds = row["seconds"]
     if processes.main and history:
@@ -572,11 +655,14 @@ def run(args):
         torch.set_num_threads(args.threads)
     processes = Processes(args.device)
     try:
-        names = check_data(settings)
+        names = check_data(settings, args.cache)
+        if args.resume:
+            check_resume_checkpoints(settings, args.out)
         train_indices, val_indices = split_train_val(len(names), settings)
         out = prepare_run_folder(settings, args, processes, (
             [names[i] for i in train_indices], [names[i] for i in val_indices]))
         runtime = {"resume": args.resume, "deadline": deadline, "bf16": args.bf16, "channels_last": args.channels_last,
+                   "out": out,
                    "no_progress": args.no_progress, "cache": args.cache,
                    "workers": workers if workers is not None else (4 if processes.device.type == "cuda" else 0)}
         if processes.main:
