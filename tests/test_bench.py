@@ -52,6 +52,12 @@ def test_every_path_has_its_figures_and_agrees_with_eager(result):
     assert result["best"] in result["paths"]
 
 
+def test_cpu_features_are_read_from_the_flags():
+    flags = "fpu avx2 avx512f avx512_vnni avx512_bf16 sse4_2".split()
+    assert bench.cpu_features(flags) == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
+    assert bench.cpu_features([]) == []
+
+
 def test_context_is_recorded(result):
     assert result["input"] == {"size": 64, "batch": 1, "throughput_batch": 2, "device": "cpu", "runs": 2, "warmup": 0}
     machine = result["machine"]
@@ -133,6 +139,8 @@ def test_command_line_writes_json_and_a_table(tmp_path, capsys):
                  "--paths", "eager,folded", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "| eager |" in table and "| folded |" in table
+    features = bench.cpu_features()
+    assert (", ".join(features) if features else "none of") in table  # the header names the instruction sets
     saved = json.loads(out.read_text())
     assert set(saved["paths"]) == {"eager", "folded"} and saved["input"]["size"] == 32
     assert main(["--paths", "eager,nothing"]) == 2
@@ -141,6 +149,7 @@ def test_command_line_writes_json_and_a_table(tmp_path, capsys):
 
 def test_every_named_path_is_buildable_or_refused():
     assert set(bench.DEFAULT_PATHS) <= set(bench.PATHS)
+    assert "compile" not in bench.DEFAULT_PATHS  # minutes of compiling: only by name
     with pytest.raises(ValueError, match="path must be one of"):
         bench.build_path("fastest", build_model("xs", 1), "cpu", torch.zeros(1, 3, 32, 32))
 

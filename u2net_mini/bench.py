@@ -17,7 +17,8 @@ without saying how it was measured. This measures, for one model and input size:
   call, the minor page faults of one warm call (fresh pages the kernel had to zero and
   map), and the largest difference of its y_hat from eager torch's.
 
-Paths (`--paths`, comma-separated, or `all`):
+Paths (`--paths`, comma-separated, or `all`; by default all but `compile`, so that a run
+at 256 px answers in about a minute):
 
 | path | what |
 |---|---|
@@ -25,7 +26,7 @@ Paths (`--paths`, comma-separated, or `all`):
 | `folded` | `inference.optimize_model` (folded batch norm, ReLU in place, channels_last), `inference_mode` |
 | `optimized` | `folded` plus `inference.reuse_freed_memory()`: what `predict` runs |
 | `onnxruntime` | the `export` graph in ONNX Runtime (CPU) |
-| `compile` | `torch.compile` of the optimized model (skipped, with the reason, where it fails) |
+| `compile` | `torch.compile` of the optimized model (skipped, with the reason, where it fails); not a default: minutes of compiling |
 | `bf16` | the optimized model in bfloat16, `TorchSession(bf16=True)` (skipped where not native) |
 
 With `--checkpoint C --data D` it also scores a trained model on the test split of D in fp32
@@ -60,7 +61,12 @@ from .inference import OnnxSession, TorchSession, bf16_supported, optimize_model
 from .model import MODEL_NAMES, build_model
 
 PATHS = ("eager", "folded", "optimized", "onnxruntime", "compile", "bf16")
-DEFAULT_PATHS = ("eager", "folded", "optimized", "onnxruntime", "compile")
+# What runs when --paths is not given: every path that starts in seconds. `compile` takes
+# minutes to compile on a busy machine and is no faster at batch 1, so it runs only by name.
+DEFAULT_PATHS = ("eager", "folded", "optimized", "onnxruntime", "bf16")
+# The instruction sets that decide the figures: wide fp32 (AVX2, AVX-512), int8 dot
+# products (VNNI, AMX int8) and bfloat16 (AVX-512 BF16, AMX bf16), as /proc/cpuinfo names them.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 MEMORY_REUSE = {"eager": False, "folded": False}  # every other path runs with it on
 BF16_AUPR_LIMIT = 0.005
 
@@ -147,6 +153,7 @@ def machine_figures(device):
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "processor": _processor_name(),
+        "cpu_features": cpu_features(),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
@@ -164,6 +171,22 @@ def _processor_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_features(flags=None):
+    """Which of `CPU_FEATURES` this CPU has (a list, in that order); `flags`: /proc/cpuinfo's
+    flag words, read when None (empty where there is no /proc/cpuinfo)."""
+    if flags is None:
+        flags = set()
+        try:
+            with open("/proc/cpuinfo") as file:
+                for line in file:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+    return [name for name in CPU_FEATURES if name in set(flags)]
 
 
 def load_average():
@@ -417,13 +440,14 @@ def bf16_aupr(checkpoint, data, split="test", cache_dir=None):
 def table(result):
     """The result as a Markdown table (one row per path) with a header line."""
     model, machine, shape = result["model"], result["machine"], result["input"]
+    features = ", ".join(machine.get("cpu_features", [])) or "none of " + "/".join(CPU_FEATURES)
     lines = [
         f"{model['name']} (out_ch {model['out_ch']}): {model['parameters']:,} parameters, "
         f"{model['disk_bytes']['fp32'] / 1e6:.2f} MB fp32 / {model['disk_bytes']['fp16'] / 1e6:.2f} MB fp16 on disk, "
         f"{model['conv_macs'] / 1e9:.2f} G MACs = {model['gflop']:.1f} GFLOP and "
         f"{model['traffic_bytes']['eager'] / 1e9:.2f} GB (eager) / {model['traffic_bytes']['optimized'] / 1e9:.2f} GB "
         f"(optimized) moved per {shape['size']}×{shape['size']} image",
-        f"{machine['device']} ({machine['processor']}, {machine['torch_threads']} threads): "
+        f"{machine['device']} ({machine['processor']}; {features}; {machine['torch_threads']} threads): "
         f"matmul {machine['matmul_gflops_fp32']} GFLOP/s, copy {machine['copy_bandwidth_gbs']} GB/s; "
         f"floors {result['floors_ms']['arithmetic']} ms (arithmetic), {result['floors_ms']['memory_traffic']} ms "
         f"(memory); load average {result['load_average_before']} -> {result['load_average_after']}",
