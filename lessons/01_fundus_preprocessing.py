@@ -277,12 +277,14 @@ ax.plot(levels, levels, "k:", label="identity")
 ax.set(xlabel="L before", ylabel="L after", title="one tile's mapping T for IDRiD_55")
 ax.legend()
 plt.show()
+print("clip limit 40, levels 0 to 3 map to", clipped_equalization(lightness, 40.0)[:4].tolist())
 
 # %% [markdown]
 # With clip limit 40 the mapping is nearly plain equalization. The black surround, more
-# than a quarter of the square at L ≈ 0, claims its share of the range (level 0 jumps to
-# about 70), and most of the remaining slope goes to the narrow band of levels where the
-# retina's pixels lie: small differences there, noise included, become large ones. A low
+# than a quarter of the square at L ≈ 0, claims its share of the range (level 0 maps to
+# 40 and levels 1–3 to 61–68, as printed above), and most of the remaining slope goes to
+# the narrow band of levels where the retina's pixels lie: small differences there, noise
+# included, become large ones. A low
 # limit keeps the mapping closer to the identity. With 8 × 8 tiles and the L channel of
 # Lab this is `enhance.clahe`:
 

@@ -303,10 +303,15 @@ def batchnorm_numpy(x, gamma, beta, mean, var, eps=1e-5):
 
 
 def rebnconv_numpy(state, prefix, x, dilation=1):
-    """relu(batchnorm(conv3x3_d(x))) with the weights stored under `prefix` in `state`."""
-    y = conv2d_taps(x, state[f"{prefix}conv.weight"], state[f"{prefix}conv.bias"], dilation)  # (B, O, H, W)
-    y = batchnorm_numpy(y, state[f"{prefix}bn.weight"], state[f"{prefix}bn.bias"],
-                        state[f"{prefix}bn.running_mean"], state[f"{prefix}bn.running_var"])  # (B, O, H, W)
+    """relu(batchnorm(conv3x3_d(x))) with the weights stored under `prefix` in `state`
+    ("encoder.0", as `reference.rebnconv` takes it; "" for a lone layer's own state dict)."""
+
+    def key(name):
+        return f"{prefix}.{name}" if prefix else name
+
+    y = conv2d_taps(x, state[key("conv.weight")], state[key("conv.bias")], dilation)  # (B, O, H, W)
+    y = batchnorm_numpy(y, state[key("bn.weight")], state[key("bn.bias")],
+                        state[key("bn.running_mean")], state[key("bn.running_var")])  # (B, O, H, W)
     return np.maximum(y, 0.0)  # (B, O, H, W): ReLU
 
 
@@ -362,7 +367,7 @@ x = (crop.transpose(2, 0, 1)[None] / 255.0 - 0.5).astype(np.float64)  # (1, 3, 4
 block = reference.randomize_batchnorm(rsu.RSU(7, 3, 8, 32).double(), rng)
 state = reference.numpy_state_dict(block)
 print("x:", x.shape)
-print(f"{len(state)} arrays in the state dict, those of F_1:", [name for name in state if name.startswith("conv_in.")])
+print(f"{len(state)} arrays in the state dict, those of F_1:", [name for name in state if name.startswith("conv_in")])
 
 
 # %% [markdown]
@@ -376,22 +381,22 @@ print(f"{len(state)} arrays in the state dict, those of F_1:", [name for name in
 def rsu_numpy(state, x, height):
     r"""RSU-`height` (pooled) from NumPy parts: $\mathcal{U}(F_1(x)) + F_1(x)$ and every map by name."""
     maps = {}
-    f1 = rebnconv_numpy(state, "conv_in.", x)  # (B, out, H, W): $F_1(x)$
+    f1 = rebnconv_numpy(state, "conv_in", x)  # (B, out, H, W): $F_1(x)$
     maps["F_1(x)"] = f1
     skips = []
     h = f1
     for level in range(height - 1):
         if level > 0:
             h = max_pool_ceil(h)  # (B, mid, ceil(H_l / 2), ceil(W_l / 2))
-        h = rebnconv_numpy(state, f"encoder.{level}.", h)  # (B, mid, H_l, W_l)
+        h = rebnconv_numpy(state, f"encoder.{level}", h)  # (B, mid, H_l, W_l)
         maps[f"encoder {level}"] = h
         skips.append(h)
-    h = rebnconv_numpy(state, "bottom.", h, dilation=2)  # (B, mid, H_deepest, W_deepest)
+    h = rebnconv_numpy(state, "bottom", h, dilation=2)  # (B, mid, H_deepest, W_deepest)
     maps["bottom"] = h
     for level in reversed(range(height - 1)):
         skip = skips[level]
         h = reference.resize_bilinear(h, skip.shape[2:])  # (B, mid, H_l, W_l): the identity at the deepest level
-        h = rebnconv_numpy(state, f"decoder.{level}.", np.concatenate([h, skip], axis=1))  # (B, mid or out, H_l, W_l)
+        h = rebnconv_numpy(state, f"decoder.{level}", np.concatenate([h, skip], axis=1))  # (B, mid or out, H_l, W_l)
         maps[f"decoder {level}"] = h
     maps["U(F_1(x))"] = h
     return h + f1, maps  # (B, out, H, W): $\mathcal{U}(F_1(x)) + F_1(x)$
@@ -410,7 +415,8 @@ print(f"{'output':>10}: {out.shape}")
 # ## Compare with the library
 #
 # The same weights, the torch block and the project's own NumPy RSU (`reference.rsu`, which
-# reads a whole network's state dict, so its keys get the prefix of a stage, here `block.`):
+# reads a whole network's state dict, so its keys get the prefix of a stage, here `block`,
+# as in `block.conv_in.conv.weight`; our helper takes its prefix the same way):
 
 # %%
 x_torch = torch.from_numpy(x)  # (1, 3, 45, 61)
@@ -611,15 +617,15 @@ def rsu4f_numpy(state, x):
     r"""RSU-4F: $\mathcal{U}(F_1(x)) + F_1(x)$ with dilations 1, 2, 4 | 8 | 4, 2, 1 and no pooling."""
     ### BEGIN SOLUTION
     dilations = (1, 2, 4)
-    f1 = rebnconv_numpy(state, "conv_in.", x)  # (B, out, H, W)
+    f1 = rebnconv_numpy(state, "conv_in", x)  # (B, out, H, W)
     skips = []
     h = f1
     for level, d in enumerate(dilations):
-        h = rebnconv_numpy(state, f"encoder.{level}.", h, dilation=d)  # (B, mid, H, W)
+        h = rebnconv_numpy(state, f"encoder.{level}", h, dilation=d)  # (B, mid, H, W)
         skips.append(h)
-    h = rebnconv_numpy(state, "bottom.", h, dilation=8)  # (B, mid, H, W)
+    h = rebnconv_numpy(state, "bottom", h, dilation=8)  # (B, mid, H, W)
     for level in reversed(range(len(dilations))):
-        h = rebnconv_numpy(state, f"decoder.{level}.", np.concatenate([h, skips[level]], axis=1),
+        h = rebnconv_numpy(state, f"decoder.{level}", np.concatenate([h, skips[level]], axis=1),
                            dilation=dilations[level])  # (B, mid or out, H, W)
     return h + f1  # (B, out, H, W)
     ### END SOLUTION

@@ -285,8 +285,10 @@ print(f"share of weights that moved by 0.99 lr to 1.01 lr: {np.mean(np.abs(moves
 # 1. `torch.manual_seed(seed)`, *then* build the model: the seed fixes the initial weights.
 # 2. Per epoch: set the learning rate from the schedule; `set_epoch(epoch)` chooses the
 #    augmentation draws (photograph $i$ of epoch $e$ is augmented with
-#    `np.random.default_rng([seed, e, i])`); shuffle the photographs with a generator
-#    seeded `seed + epoch` (what torch's `DistributedSampler` does, also for one process).
+#    `np.random.default_rng([seed, e, i])`); take the order of the photographs from the
+#    same `DistributedSampler` the script uses (for one process too), told the epoch with
+#    `set_epoch`. We use the sampler itself rather than copy how it shuffles: that is a
+#    detail of torch's, and the script's order is whatever the sampler gives.
 # 3. Per batch: forward → 7 logits → `deep_supervision_loss` → `zero_grad`, `backward`, `step`.
 
 # %%
@@ -299,9 +301,9 @@ for epoch in range(EPOCHS_BY_HAND):
     for group in optimizer.param_groups:
         group["lr"] = lr_at_epoch(epoch)
     train_set.set_epoch(epoch)
-    shuffler = torch.Generator()
-    shuffler.manual_seed(SEED + epoch)
-    order = torch.randperm(N_TRAIN, generator=shuffler).tolist()
+    sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=SEED)
+    sampler.set_epoch(epoch)
+    order = list(sampler)  # the photographs of this epoch, in the script's order
     for start in range(0, N_TRAIN, BATCH):
         pairs = [train_set[i] for i in order[start:start + BATCH]]
         x_batch = torch.stack([p[0] for p in pairs])  # (4, 3, 96, 96)
@@ -343,7 +345,7 @@ ours_per_epoch = np.array(step_losses).reshape(EPOCHS_BY_HAND, -1).mean(axis=1) 
 library_per_epoch = np.array([float(row["train_loss"]) for row in rows])  # (3,)
 print("largest difference, mean loss per epoch, ours vs metrics.csv:", np.abs(ours_per_epoch - library_per_epoch).max())
 print("the run folder:", sorted(str(p.relative_to(run_folder)) for p in run_folder.rglob("*") if p.is_file()))
-assert weight_gap < 1e-6, f"the hand loop and train.run should agree, differ by {weight_gap}"
+assert weight_gap == 0, f"the hand loop and train.run should agree bit for bit, differ by {weight_gap}"
 
 # %% [markdown]
 # Zero: the same weights, bit for bit. Everything that decides them was the same: the

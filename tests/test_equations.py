@@ -9,6 +9,7 @@ The running example, B = 1, two lesions:
 
 import numpy as np
 import pytest
+import torch
 
 from u2net_mini import equations as E
 
@@ -217,3 +218,29 @@ def test_bad_hyperparameters_raise():
         E.lr_at_epoch(-1)
     with pytest.raises(ValueError, match="non-negative integer, got 1.5"):
         E.lr_at_epoch(1.5)
+
+
+def adam_on_scaled_parabola(scale, weight_decay, steps=3000, lr=0.01):
+    """θ after `steps` of torch Adam on scale · (θ − 1)², from θ = 0, and the path it took."""
+    theta = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([theta], lr=lr, weight_decay=weight_decay)
+    path = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        (scale * (theta - 1) ** 2).sum().backward()
+        optimizer.step()
+        path.append(theta.item())
+    return theta.item(), np.array(path)
+
+
+def test_a_constant_loss_factor_matters_to_adam_only_through_weight_decay():
+    # Without decay, c (θ − 1)² with c = 1 and c = 1/4 (one lesion, or four with the
+    # paper's 1/C) gives the same Adam path: Adam divides by the gradient's RMS.
+    _, path_1 = adam_on_scaled_parabola(1.0, 0.0, steps=300)
+    _, path_4 = adam_on_scaled_parabola(0.25, 0.0, steps=300)
+    np.testing.assert_allclose(path_1, path_4, atol=1e-4)
+    # With L2 decay λ, the step follows 2c(θ − 1) + λθ, which is 0 at θ* = 2c / (2c + λ).
+    # λ = 0.5 makes it visible: c = 1 -> 2 / 2.5 = 0.8; c = 1/4 -> 0.5 / 1.0 = 0.5.
+    theta_1, _ = adam_on_scaled_parabola(1.0, 0.5)
+    theta_4, _ = adam_on_scaled_parabola(0.25, 0.5)
+    assert theta_1 == pytest.approx(0.8, abs=0.01) and theta_4 == pytest.approx(0.5, abs=0.01)

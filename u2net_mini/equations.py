@@ -150,7 +150,18 @@ def lesion_loss(y, y_hat, alpha=0.75, gamma=1.0, smooth=1.0):
     `y` target and `y_hat` probability (B, C, H, W); α = `alpha` (0.75 in the paper), γ =
     `gamma`, s = `smooth`; w from `class_weights(y)`, fBCE from `focal_bce`, D from
     `dice_loss`. The weights already sum to 1 and the paper still divides by C; we keep
-    both, so L is the paper's number (a constant factor does not change Adam's steps).
+    both, so L is the paper's number.
+
+    The factor 1/C is not harmless under the paper's optimizer. Without weight decay a
+    constant factor c on the loss leaves Adam's steps unchanged (Adam divides the gradient
+    by its running RMS, up to ε). But torch's Adam adds the decay λθ to the gradient
+    before that division (L2 weight decay, as the paper's "L2-norm weight decay" reads),
+    so the step follows c ∇L + λθ: dividing by C makes the same λ = 1e-4 C times stronger
+    against the loss, and a single-task model (C = 1) is regularized 4 times more weakly
+    than the multi-task one (C = 4). On (θ − 1)², Adam settles where
+    2c(θ − 1) + λθ = 0, θ* = 2c / (2c + λ) (tests/test_equations.py). We keep the paper's
+    protocol as written (1/C, Adam, λ = 1e-4) and state the difference in docs/loss.md;
+    AdamW's decoupled decay would not depend on C.
     """
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
