@@ -177,6 +177,12 @@ def predict_outputs_exist(clean_data, trained, tmp_path):
     return [str(photo), "--checkpoint", str(trained / GROUP / "best.pt"), "--out", str(tmp_path / "maps")]
 
 
+def predict_out_is_a_file(clean_data, trained, tmp_path):
+    (tmp_path / "maps").write_text("mine")
+    return [str(first_photo(clean_data, "test")), "--checkpoint", str(trained / GROUP / "best.pt"),
+            "--out", str(tmp_path / "maps")]
+
+
 def predict_greyscale(clean_data, trained, tmp_path):
     return [str(grey_photo(tmp_path)), "--checkpoint", str(trained / GROUP / "best.pt"), "--out", str(tmp_path / "maps")]
 
@@ -199,6 +205,7 @@ CASES = [
     case(predict, 1, "the file is empty (0 bytes)", predict_empty_photo_among_good),
     case(predict, 2, "can run code from the file", predict_untrusted_checkpoint),
     case(predict, 2, "output files exist already", predict_outputs_exist),
+    case(predict, 2, "is a file; give a folder", predict_out_is_a_file),
     case(predict, 0, "is a greyscale photograph", predict_greyscale),
 ]
 

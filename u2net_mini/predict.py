@@ -196,6 +196,8 @@ def main(argv=None):
     try:
         if not images:
             raise ValueError("no image files found in " + " ".join(args.images))
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give a folder for the overlays and maps")
         if clashes:
             raise ValueError(f"photographs with the same name would write the same files: {clashes}")
         if existing and not args.overwrite:
