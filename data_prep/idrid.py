@@ -228,21 +228,26 @@ class IDRiD:
             raise IndexError(f"index {i} out of range for {len(self)} photographs")
         i = i % len(self)
         image = read_image(self.image_path(i))  # (H, W, 3)
-        height, width = image.shape[:2]
-        present = self.mask_present(i)  # (4,)
-        masks = np.zeros((len(LESIONS), height, width), dtype=bool)  # (4, H, W)
+        masks = self.masks(i, image.shape[:2])  # (4, H, W)
+        return {"name": self.names[i], "image": image, "masks": masks, "present": self.mask_present(i)}
+
+    def masks(self, i, shape):
+        """(4, H, W) bool masks of photograph `i` in the order MA, HE, EX, SE, all False for
+        a missing file, without decoding the photograph; ValueError for a mask whose shape is
+        not `shape` = (H, W), the photograph's."""
+        masks = np.zeros((len(LESIONS), *shape), dtype=bool)  # (4, H, W)
         for channel, lesion in enumerate(LESIONS):
-            if not present[channel]:
-                continue
             path = self.mask_path(i, lesion)
+            if not path.is_file():
+                continue
             mask = read_mask(path)  # (h, w)
-            if mask.shape != (height, width):
+            if mask.shape != tuple(shape):
                 raise ValueError(
                     f"mask {path} has shape {mask.shape} but its image "
-                    f"{self.image_path(i).name} has shape {(height, width)}"
+                    f"{self.image_path(i).name} has shape {tuple(shape)}"
                 )
             masks[channel] = mask
-        return {"name": self.names[i], "image": image, "masks": masks, "present": present}
+        return masks
 
     def __repr__(self):
         return f"IDRiD({str(self.root)!r}, split={self.split!r}) with {len(self)} photographs"

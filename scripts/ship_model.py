@@ -27,16 +27,10 @@ from pathlib import Path
 import torch
 
 from u2net_mini.atomic import atomic_write
+from u2net_mini.bench import processor_name
 from u2net_mini.checkpoint import INFERENCE_KEYS, load_checkpoint, load_model, save_checkpoint
 from u2net_mini.evaluate import score_model
 from u2net_mini.shipped import WEIGHTS_DIR
-
-
-def cpu_name():
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def git_commit():
@@ -88,7 +82,7 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
         "chosen_epoch": best["epoch"],
         "chosen_by": f"val_aupr_mean on the held-out training photographs (--val {run['val']})",
         "wall_time_s": round(sum(row["seconds"] for row in whole_run), 1),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": processor_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},
         "validation": {key: value for key, value in best.items() if key.startswith("val_")},
         "test_512px_square": {"aupr": scores.aupr(), "dice": scores.dice(),

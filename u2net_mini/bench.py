@@ -152,7 +152,7 @@ def machine_figures(device):
         "copy_bandwidth_gbs": round(bandwidth, 1),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "processor": _processor_name(),
+        "processor": processor_name(),
         "cpu_features": cpu_features(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -162,30 +162,28 @@ def machine_figures(device):
     return figures
 
 
-def _processor_name():
+def _cpuinfo_field(key):
+    """The value of the first `key` line of /proc/cpuinfo ("model name", "flags"), or None."""
     try:
         with open("/proc/cpuinfo") as file:
             for line in file:
-                if line.startswith("model name"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def processor_name():
+    """The CPU's model name ("AMD EPYC ..."), or what `platform` knows where /proc has none."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def cpu_features(flags=None):
     """Which of `CPU_FEATURES` this CPU has (a list, in that order); `flags`: /proc/cpuinfo's
     flag words, read when None (empty where there is no /proc/cpuinfo)."""
     if flags is None:
-        flags = set()
-        try:
-            with open("/proc/cpuinfo") as file:
-                for line in file:
-                    if line.startswith("flags"):
-                        flags = set(line.split(":", 1)[1].split())
-                        break
-        except OSError:
-            pass
+        flags = (_cpuinfo_field("flags") or "").split()
     return [name for name in CPU_FEATURES if name in set(flags)]
 
 

@@ -98,8 +98,9 @@ def score_frames(model, payload, root, splits=("test",), frames=FRAMES, device="
                 scores["square"].update(y.numpy(), y_hat, data.present[indices])
             if "photo" in scores:  # photographs differ in size: one at a time
                 for i, maps in zip(indices, y_hat):
-                    on_photo = to_original(maps, data.example(i).geometry)  # (C, H, W)
-                    truth = data.reader[i]["masks"][data.channels]  # (C, H, W)
+                    geometry = data.example(i).geometry
+                    on_photo = to_original(maps, geometry)  # (C, H, W)
+                    truth = data.reader.masks(i, (geometry.height, geometry.width))[data.channels]  # (C, H, W)
                     scores["photo"].update(truth[None], on_photo[None], data.present[[i]])
     return scores
 

@@ -22,6 +22,7 @@ docs/results.md.
 multi-task model when no checkpoint is named. Nothing is ever downloaded.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -65,11 +66,16 @@ def lesion_maps(photo, mode=DEFAULT_MODE, device="cpu"):
     from data_prep.fundus import to_original
     from data_prep.idrid import read_image
 
-    from .predict import Predictor
-
     image = read_image(photo) if isinstance(photo, (str, Path)) else np.asarray(photo)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"photo must be a path or an (H, W, 3) uint8 RGB array, got {image.dtype} {image.shape}")
-    predictor = Predictor(shipped_checkpoints(mode), device)
-    y_hat, geometry = predictor(image)  # (C, s, s)
+    y_hat, geometry = _predictor(mode, str(device))(image)  # (C, s, s)
     return to_original(y_hat, geometry)  # (C, H, W)
+
+
+@functools.lru_cache(maxsize=4)
+def _predictor(mode, device):
+    """The shipped models of `mode` loaded once per process and device, for `lesion_maps`."""
+    from .predict import Predictor
+
+    return Predictor(shipped_checkpoints(mode), device)
