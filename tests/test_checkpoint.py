@@ -191,8 +191,10 @@ def test_files_that_are_not_our_checkpoints(tmp_path, model):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a u2net_mini checkpoint: it is truncated, damaged or not a torch file"):
+    with pytest.raises(ValueError, match="not a u2net_mini checkpoint: it is truncated, damaged or not a torch file") \
+            as not_torch:
         load_checkpoint(tmp_path / "text.pt")
+    assert "weights_only" not in str(not_torch.value)  # torch's advice to load unsafely is not passed on
     torch.save(model.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="looks like a bare state_dict"):
         load_checkpoint(tmp_path / "bare.pt")
