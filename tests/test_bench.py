@@ -154,21 +154,22 @@ def test_every_named_path_is_buildable_or_refused():
         bench.build_path("fastest", build_model("xs", 1), "cpu", torch.zeros(1, 3, 32, 32))
 
 
-@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no native bfloat16")
-def test_bf16_aupr_scores_both_precisions_on_the_same_photographs(tmp_path):
+def test_precision_aupr_scores_every_precision_on_the_same_photographs(tmp_path):
     from data_prep.dataset import LesionDataset
     from data_prep.synthetic import write_idrid_layout
     from u2net_mini.checkpoint import save_checkpoint
     from u2net_mini.metrics import LesionScores
 
-    write_idrid_layout(tmp_path / "data", n_train=1, n_test=2, size=64)
+    write_idrid_layout(tmp_path / "data", n_train=2, n_test=2, size=64)
     torch.manual_seed(0)
     model = build_model("xs", 4).eval()
     payload = {"model_config": dict(model.config), "state_dict": model.state_dict(), "lesions": LESIONS,
                "input_size": 64, "mean": [0.3, 0.2, 0.1], "std": [0.2, 0.1, 0.1], "preprocessing": {"clahe": True}}
     checkpoint = save_checkpoint(tmp_path / "best.pt", payload)
-    check = bench.bf16_aupr(checkpoint, tmp_path / "data", cache_dir=tmp_path / "cache")
-    assert check["images"] == 2 and check["limit"] == 0.005
+    check = bench.precision_aupr(checkpoint, tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert check["images"] == 2 and bench.AUPR_LIMITS == {"bf16": 0.005, "int8": 0.01}
+    assert check["limit"] == {name: bench.AUPR_LIMITS[name] for name in check["shift"]}
+    assert set(check["aupr"]) == {"fp32", "int8"} | ({"bf16"} if bf16_supported("cpu") else set())
     # fp32 is the model as trained: the same AUPR as eager y_hat on the same inputs
     data = LesionDataset(tmp_path / "data", "test", size=64, mean=payload["mean"], std=payload["std"],
                          cache_dir=tmp_path / "cache")
@@ -177,9 +178,30 @@ def test_bf16_aupr_scores_both_precisions_on_the_same_photographs(tmp_path):
         x, y = data[i]
         eager.update(y.numpy(), TorchSession(model, optimize=False)(x[None])[0], data.present[i])
     for lesion, value in eager.aupr().items():
-        assert check["fp32"][lesion] == pytest.approx(value, abs=1e-6, nan_ok=True)
-        assert check["shift"][lesion] == pytest.approx(abs(check["bf16"][lesion] - value), abs=1e-6, nan_ok=True)
-    assert check["within_limit"] == (check["max_shift"] < 0.005)
+        assert check["aupr"]["fp32"][lesion] == pytest.approx(value, abs=1e-6, nan_ok=True)
+        for name in check["shift"]:
+            assert check["shift"][name][lesion] == pytest.approx(abs(check["aupr"][name][lesion] - value),
+                                                                 abs=1e-6, nan_ok=True)
+    for name in check["shift"]:
+        assert check["within_limit"][name] == (check["max_shift"][name] <= check["limit"][name])
+    table = bench.aupr_table(check)
+    assert table.splitlines()[0] == "| precision | MA | HE | EX | SE | mean | largest shift from fp32 |"
+    assert "| int8 | " in table and ("within 0.01" in table or "beyond 0.01" in table)
+    with pytest.raises(ValueError, match="precisions must include fp32"):
+        bench.precision_aupr(checkpoint, tmp_path / "data", precisions=("int8",))
+
+
+def test_the_default_run_includes_int8_and_its_roofline():
+    result = benchmark("xs", size=32, runs=1, warmup=0, throughput_batch=1, log=lambda text: None)
+    assert set(result["paths"]) == set(bench.DEFAULT_PATHS) and "int8" in result["paths"]
+    row = result["paths"]["int8"]
+    assert row["status"] == "ok" and row["onnx_bytes"] <= 400_000  # every weight in 8 bits
+    assert row["max_abs_diff_vs_eager"] < 0.5  # 8-bit activations: per pixel up to a few tenths
+    machine = result["machine"]
+    assert machine["matmul_gops_int8"] > 0 and machine["matmul_gflops_bf16"] > 0
+    # the int8 floor is the same MACs at the int8 rate: 2 MAC / rate, in ms
+    expected = 1000 * 2 * result["model"]["conv_macs"] / (machine["matmul_gops_int8"] * 1e9)
+    assert result["floors_ms"]["arithmetic_int8"] == pytest.approx(expected, abs=0.051)
 
 
 def test_checkpoint_needs_data(capsys):

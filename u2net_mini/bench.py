@@ -28,10 +28,17 @@ at 256 px answers in about a minute):
 | `onnxruntime` | the `export` graph in ONNX Runtime (CPU) |
 | `compile` | `torch.compile` of the optimized model (skipped, with the reason, where it fails); not a default: minutes of compiling |
 | `bf16` | the optimized model in bfloat16, `TorchSession(bf16=True)` (skipped where not native) |
+| `int8` | the `export --int8` graph in ONNX Runtime (`quantize.py`), calibrated on the benchmark's own input |
+| `mobile` | the same int8 graph in ONNX Runtime's mobile format (`export --int8 --ort`), as a phone app loads it; not a default (the same kernels as `int8`) |
 
-With `--checkpoint C --data D` it also scores a trained model on the test split of D in fp32
-and in bf16 (`bf16_aupr`): the project uses bfloat16 only for a model whose AUPR it moves
-by less than 0.005 (`BF16_AUPR_LIMIT`).
+With `--checkpoint C --data D` it also scores a trained model on the test split of D in fp32,
+bf16 and int8 (`precision_aupr`; int8 calibrated on D's training photographs): the project
+uses bfloat16 only for a model whose AUPR it moves by less than 0.005, int8 by at most 0.01
+(`AUPR_LIMITS`).
+
+The machine's figures include the rate of an 8-bit matrix multiply (uint8 × int8 → int32,
+ONNX Runtime's `MatMulInteger`, the kernels its int8 convolutions use), in GOP/s (one
+multiply-add = 2 operations), and of a bfloat16 one (torch), beside fp32's.
 
 The runs go round-robin over the paths (one run of each, then the next round), so a
 machine shared with other work slows every path alike instead of whichever ran during a
@@ -60,15 +67,15 @@ from .counting import conv_macs, count_parameters
 from .inference import OnnxSession, TorchSession, bf16_supported, optimize_model, reuse_freed_memory
 from .model import MODEL_NAMES, build_model
 
-PATHS = ("eager", "folded", "optimized", "onnxruntime", "compile", "bf16")
+PATHS = ("eager", "folded", "optimized", "onnxruntime", "compile", "bf16", "int8", "mobile")
 # What runs when --paths is not given: every path that starts in seconds. `compile` takes
 # minutes to compile on a busy machine and is no faster at batch 1, so it runs only by name.
-DEFAULT_PATHS = ("eager", "folded", "optimized", "onnxruntime", "bf16")
+DEFAULT_PATHS = ("eager", "folded", "optimized", "onnxruntime", "bf16", "int8")
 # The instruction sets that decide the figures: wide fp32 (AVX2, AVX-512), int8 dot
 # products (VNNI, AMX int8) and bfloat16 (AVX-512 BF16, AMX bf16), as /proc/cpuinfo names them.
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 MEMORY_REUSE = {"eager": False, "folded": False}  # every other path runs with it on
-BF16_AUPR_LIMIT = 0.005
+AUPR_LIMITS = {"bf16": 0.005, "int8": 0.01}  # the largest AUPR shift from fp32 a precision may cause
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,6 +149,8 @@ def machine_figures(device):
     b = torch.randn(n, n, device=device)  # (n, n)
     seconds = median_seconds(lambda: (a @ b, sync()))
     gflops = 2 * n**3 / seconds / 1e9  # n³ multiply-adds = 2 n³ FLOP
+    a, b = a.bfloat16(), b.bfloat16()
+    gflops_bf16 = 2 * n**3 / median_seconds(lambda: (a @ b, sync())) / 1e9
     source = torch.empty(64 << 20, device=device)  # 256 MiB of fp32, far beyond the caches
     target = torch.empty_like(source)
     seconds = median_seconds(lambda: (target.copy_(source), sync()))
@@ -149,6 +158,8 @@ def machine_figures(device):
     figures = {
         "device": str(device),
         "matmul_gflops_fp32": round(gflops, 1),
+        "matmul_gflops_bf16": round(gflops_bf16, 1),
+        "matmul_gops_int8": round(int8_matmul_gops(n), 1) if device.type == "cpu" else None,
         "copy_bandwidth_gbs": round(bandwidth, 1),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -160,6 +171,24 @@ def machine_figures(device):
     if device.type == "cuda":
         figures["gpu"] = torch.cuda.get_device_name(device)
     return figures
+
+
+def int8_matmul_gops(n=1536):
+    """GOP/s of an (n × n) uint8 by (n × n) int8 matrix multiply into int32 in ONNX Runtime (CPU)."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "int8_matmul",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+         helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    inputs = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8),  # (n, n)
+              "b": rng.integers(-127, 128, (n, n), dtype=np.int8)}  # (n, n)
+    return 2 * n**3 / median_seconds(lambda: session.run(None, inputs)) / 1e9
 
 
 def _cpuinfo_field(key):
@@ -216,6 +245,8 @@ def build_path(name, model, device, x):
         return _compiled(model, device, x)
     if name == "bf16":
         return _bfloat16(model, device), {}
+    if name in ("int8", "mobile"):
+        return _int8(model, device, x, mobile=name == "mobile")
     raise ValueError(f"path must be one of {PATHS}, got {name!r}")
 
 
@@ -235,6 +266,21 @@ def _bfloat16(model, device):
     if not bf16_supported(device):
         raise RuntimeError(f"bfloat16 is not supported natively on {device} (a CPU needs AVX-512 BF16 or AMX)")
     return TorchSession(model, device=device, optimize=True, bf16=True)
+
+
+def _int8(model, device, x, mobile=False):
+    if torch.device(device).type != "cpu":
+        raise RuntimeError("the int8 graph runs in ONNX Runtime on the CPU here")
+    from .export import Calibration, onnx_bytes
+    from .quantize import to_ort_bytes
+
+    start = time.perf_counter()
+    # Calibrated on the input it is timed on: for speed the ranges matter little, and a
+    # random model has no photographs of its own (precision_aupr calibrates on real ones).
+    data = onnx_bytes(model, calibration=Calibration([x.numpy()]))
+    if mobile:
+        data = to_ort_bytes(data)
+    return OnnxSession(data), {"onnx_bytes": len(data), "quantize_s": round(time.perf_counter() - start, 1)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -396,43 +442,89 @@ def benchmark(model_name="xs", size=512, device="cpu", batch=1, runs=10, warmup=
     bandwidth = result["machine"]["copy_bandwidth_gbs"] * 1e9
     bytes_floor = result["model"]["traffic_bytes"]["optimized"] * batch / bandwidth
     result["floors_ms"] = {"arithmetic": round(1000 * seconds_floor, 1), "memory_traffic": round(1000 * bytes_floor, 1)}
+    if result["machine"].get("matmul_gops_int8"):
+        int8_floor = 2 * macs * batch / (result["machine"]["matmul_gops_int8"] * 1e9)
+        result["floors_ms"]["arithmetic_int8"] = round(1000 * int8_floor, 1)
     return result
 
 
-def bf16_aupr(checkpoint, data, split="test", cache_dir=None):
-    """AUPR per lesion of a checkpoint on `split` of the data folder `data`, fp32 against bf16.
+def precision_aupr(checkpoint, data, split="test", cache_dir=None, precisions=("fp32", "bf16", "int8"),
+                   calibration_photos=None):
+    """AUPR per lesion of a checkpoint on `split` of the data folder `data`, in each precision.
 
-    The photographs go through the checkpoint's preprocessing (`LesionDataset`, no
-    augmentation); both precisions score the same inputs (`metrics.LesionScores`).
-    Returns {"split", "images", "fp32", "bf16", "shift" (|difference| per lesion),
-    "max_shift", "limit", "within_limit"}; a lesion without positive pixels scores nan and
-    is left out of max_shift.
+    fp32 is the optimized torch path (the model as trained), bf16 the same in bfloat16
+    (skipped where the CPU lacks it), int8 the `export --int8` graph calibrated on
+    `calibration_photos` training photographs of `data` (default 16, or all there are).
+    Every precision scores the same inputs (`metrics.LesionScores`): the checkpoint's
+    preprocessing, no augmentation. Returns {"split", "images", "aupr" {precision: {lesion}},
+    "shift" and "max_shift" (|difference| from fp32; a lesion without positive pixels scores
+    nan and is left out), "limit", "within_limit", "skipped" {precision: reason}}.
     """
     from data_prep.dataset import LesionDataset
 
+    from .checkpoint import load_model
+    from .export import calibration_from_data, onnx_bytes
     from .metrics import LesionScores
+    from .quantize import CALIBRATION_PHOTOS
 
+    unknown = [name for name in precisions if name not in ("fp32", "bf16", "int8")]
+    if unknown or "fp32" not in precisions:
+        raise ValueError(f"precisions must include fp32 and be some of fp32, bf16, int8, got {list(precisions)}")
     fp32 = TorchSession.from_checkpoint(checkpoint)
-    if not bf16_supported("cpu"):
-        raise ValueError("this CPU has no native bfloat16 (AVX-512 BF16 or AMX): nothing to check")
-    bf16 = TorchSession.from_checkpoint(checkpoint, bf16=True)
     payload = fp32.payload
+    sessions, skipped = {"fp32": fp32}, {}
+    if "bf16" in precisions:
+        if bf16_supported("cpu"):
+            sessions["bf16"] = TorchSession.from_checkpoint(checkpoint, bf16=True)
+        else:
+            skipped["bf16"] = "this CPU has no native bfloat16 (AVX-512 BF16 or AMX)"
+    if "int8" in precisions:
+        count = calibration_photos
+        if count is None:
+            count = min(CALIBRATION_PHOTOS, len(LesionDataset(data, "train", size=payload["input_size"])))
+        calibration = calibration_from_data(payload, data, count, cache_dir=cache_dir)
+        model, _ = load_model(checkpoint)
+        sessions["int8"] = OnnxSession(onnx_bytes(model, payload, calibration=calibration))
     options = payload["preprocessing"]
     dataset = LesionDataset(data, split, lesions=payload["lesions"], size=payload["input_size"],
                             mean=payload["mean"], std=payload["std"], cache_dir=cache_dir,
                             clahe=options.get("clahe", True), clahe_channel=options.get("clahe_channel", "lab"),
                             **({"threshold": options["threshold"]} if "threshold" in options else {}))
-    scores = {"fp32": LesionScores(payload["lesions"]), "bf16": LesionScores(payload["lesions"])}
+    scores = {name: LesionScores(payload["lesions"]) for name in sessions}
     for i in range(len(dataset)):
         x, y = dataset[i]  # (3, s, s), (C, s, s)
-        for name, session in (("fp32", fp32), ("bf16", bf16)):
+        for name, session in sessions.items():
             scores[name].update(y.numpy(), session(x[None])[0], dataset.present[i])
     aupr = {name: score.aupr() for name, score in scores.items()}
-    shift = {lesion: abs(aupr["bf16"][lesion] - aupr["fp32"][lesion]) for lesion in payload["lesions"]}
-    finite = [value for value in shift.values() if np.isfinite(value)]
-    max_shift = max(finite) if finite else float("nan")
-    return {"split": split, "images": len(dataset), "fp32": aupr["fp32"], "bf16": aupr["bf16"], "shift": shift,
-            "max_shift": max_shift, "limit": BF16_AUPR_LIMIT, "within_limit": bool(max_shift < BF16_AUPR_LIMIT)}
+    result = {"split": split, "images": len(dataset), "aupr": aupr, "shift": {}, "max_shift": {}, "limit": {},
+              "within_limit": {}, "skipped": skipped}
+    for name in sessions:
+        if name == "fp32":
+            continue
+        shift = {lesion: abs(aupr[name][lesion] - aupr["fp32"][lesion]) for lesion in payload["lesions"]}
+        finite = [value for value in shift.values() if np.isfinite(value)]
+        result["shift"][name] = shift
+        result["max_shift"][name] = max(finite) if finite else float("nan")
+        result["limit"][name] = AUPR_LIMITS[name]
+        result["within_limit"][name] = bool(result["max_shift"][name] <= AUPR_LIMITS[name])
+    return result
+
+
+def aupr_table(check):
+    """`precision_aupr`'s result as a Markdown table: one row per precision, its shift from fp32."""
+    lesions = list(check["aupr"]["fp32"])
+    lines = [f"| precision | {' | '.join(lesions)} | mean | largest shift from fp32 |",
+             "|---|" + "---|" * (len(lesions) + 2)]
+    for name, values in check["aupr"].items():
+        mean = np.nanmean([values[lesion] for lesion in lesions])
+        shift = "" if name == "fp32" else (f"{check['max_shift'][name]:.4f} "
+                                           f"({'within' if check['within_limit'][name] else 'beyond'} "
+                                           f"{check['limit'][name]})")
+        lines.append(f"| {name} | " + " | ".join(f"{values[lesion]:.4f}" for lesion in lesions)
+                     + f" | {mean:.4f} | {shift} |")
+    for name, reason in check["skipped"].items():
+        lines.append(f"| {name} | skipped: {reason} |" + " |" * (len(lesions) + 1))
+    return "\n".join(lines)
 
 
 def table(result):
@@ -446,8 +538,10 @@ def table(result):
         f"{model['traffic_bytes']['eager'] / 1e9:.2f} GB (eager) / {model['traffic_bytes']['optimized'] / 1e9:.2f} GB "
         f"(optimized) moved per {shape['size']}×{shape['size']} image",
         f"{machine['device']} ({machine['processor']}; {features}; {machine['torch_threads']} threads): "
-        f"matmul {machine['matmul_gflops_fp32']} GFLOP/s, copy {machine['copy_bandwidth_gbs']} GB/s; "
-        f"floors {result['floors_ms']['arithmetic']} ms (arithmetic), {result['floors_ms']['memory_traffic']} ms "
+        f"matmul {machine['matmul_gflops_fp32']} GFLOP/s fp32, {machine['matmul_gflops_bf16']} bf16, "
+        f"{machine['matmul_gops_int8']} GOP/s int8; copy {machine['copy_bandwidth_gbs']} GB/s; "
+        f"floors {result['floors_ms']['arithmetic']} ms (fp32 arithmetic), "
+        f"{result['floors_ms'].get('arithmetic_int8', '-')} ms (int8), {result['floors_ms']['memory_traffic']} ms "
         f"(memory); load average {result['load_average_before']} -> {result['load_average_after']}",
         "",
         f"| path | latency median (ms) | min (ms) | fps at batch {shape['batch']} | images/s at batch "
@@ -482,7 +576,7 @@ def build_parser():
                         help=f"comma-separated, from {','.join(PATHS)}, or all")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: one per core)")
     parser.add_argument("--json", default=None, help="write the result here")
-    parser.add_argument("--checkpoint", default=None, help="with --data: score this model in fp32 and bf16")
+    parser.add_argument("--checkpoint", default=None, help="with --data: score this model in fp32, bf16 and int8")
     parser.add_argument("--data", default=None, help="with --checkpoint: a data folder in IDRiD's layout")
     parser.add_argument("--split", default="test", help="the split --checkpoint is scored on (default test)")
     return parser
@@ -501,18 +595,15 @@ def main(argv=None):
         result = benchmark(args.model, args.size, args.device, args.batch, args.runs, args.warmup,
                            args.throughput_batch, paths, args.out_ch, log=lambda text: print(text, file=sys.stderr))
         if args.checkpoint is not None:
-            result["bf16_aupr"] = bf16_aupr(args.checkpoint, args.data, args.split)
+            result["precision_aupr"] = precision_aupr(args.checkpoint, args.data, args.split)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(table(result))
-    if "bf16_aupr" in result:
-        check = result["bf16_aupr"]
-        rows = ", ".join(f"{lesion} {check['fp32'][lesion]:.4f} -> {check['bf16'][lesion]:.4f}"
-                         for lesion in check["fp32"])
-        print(f"\nAUPR fp32 -> bf16 on {check['images']} {check['split']} photographs: {rows}; "
-              f"largest shift {check['max_shift']:.5f} ({'within' if check['within_limit'] else 'beyond'} "
-              f"the limit {check['limit']})")
+    if "precision_aupr" in result:
+        check = result["precision_aupr"]
+        print(f"\nAUPR on {check['images']} {check['split']} photographs of {args.data}, by precision:\n")
+        print(aupr_table(check))
     if args.json:
         with atomic_write(args.json, "w") as file:
             json.dump(result, file, indent=2)

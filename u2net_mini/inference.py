@@ -202,11 +202,15 @@ class TorchSession:
             return y_hat.contiguous().cpu().numpy()  # (B, C, H, W), NCHW again
 
 
+# What ONNX Runtime loads: the ONNX file, and its own (mobile) format from `export --ort`.
+ONNX_SUFFIXES = (".onnx", ".ort")
+
+
 class OnnxSession:
     """The ONNX Runtime path, with no torch model code: same call as `TorchSession`.
 
-    `model` is a path to a `.onnx` file from `u2net_mini.export`, or its bytes. The file
-    computes y_hat itself (the sigmoid is in the graph).
+    `model` is a path to a `.onnx` or `.ort` file from `u2net_mini.export` (fp32, fp16
+    weights or int8), or its bytes. The file computes y_hat itself (the sigmoid is in the graph).
     """
 
     backend = "onnxruntime"
@@ -259,7 +263,7 @@ def load_session(path, device="cpu", threads=None, bf16=False):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint or ONNX file at {path}")
-    if path.suffix.lower() != ".onnx":
+    if path.suffix.lower() not in ONNX_SUFFIXES:
         if bf16 == "auto":
             bf16 = torch.device(device).type == "cpu" and bf16_supported("cpu")
         return TorchSession.from_checkpoint(path, device, threads=threads, bf16=bf16)

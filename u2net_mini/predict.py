@@ -157,7 +157,8 @@ def build_parser():
                         help="best.pt of an mt run, or the st/dt models of one run together "
                         "(default: the shipped models, see --shipped)")
     models.add_argument("--onnx", action="extend", nargs="+",
-                        help="ONNX files written by python -m u2net_mini.export (run with ONNX Runtime on the CPU)")
+                        help="ONNX (.onnx or .ort, fp32 or int8) files written by python -m u2net_mini.export "
+                        "(run with ONNX Runtime on the CPU)")
     models.add_argument("--shipped", choices=tuple(SHIPPED),
                         help="the U²-XS-Net models shipped in the package: mt (the default when no "
                         "--checkpoint or --onnx is given) or the dt pair")

@@ -16,6 +16,7 @@ docs/results.md.
 |---|---|---|
 | `mt` | `xs_mt.pt` | one network for MA, HE, EX, SE |
 | `dt` | `xs_dt_red.pt`, `xs_dt_white.pt` | red: MA + HE; white: EX + SE |
+| int8 | `xs_mt_int8.onnx` (0.39 MB; `xs_mt_int8.json`: calibration, AUPR fp32/bf16/int8) | `xs_mt` in 8-bit integers, for ONNX Runtime (`predict --onnx`, a phone) |
 
 `shipped_checkpoints(mode)` gives the files (for `--checkpoint`, `predict.Predictor`,
 `evaluate.evaluate`); `python -m u2net_mini.predict photo.jpg --out maps` uses the
