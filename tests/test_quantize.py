@@ -104,13 +104,21 @@ def test_compact_never_gives_a_tensor_the_inputs_or_outputs_name():
     onnx.checker.check_model(proto)
 
 
-def test_the_side_outputs_their_fusion_and_the_sigmoid_stay_float(model):
+def test_the_fused_logits_and_the_sigmoid_stay_float(model):
     graph = onnx.load_from_string(export.to_onnx_bytes(model)).graph
     kept = kept_float_nodes(graph)
     weights = {node.name: node.input[1] for node in graph.node if node.op_type == "Conv"}
-    assert sorted(weights[name] for name in kept if name in weights) == sorted(
-        [f"model.sides.{i}.weight" for i in range(6)] + ["model.fuse.weight"])
-    assert sum(1 for node in graph.node if node.name in kept and node.op_type == "Sigmoid") == 1
+    assert [weights[name] for name in kept if name in weights] == ["model.fuse.weight"]
+    assert [node.op_type for node in graph.node if node.name in kept] == ["Conv", "Sigmoid"]
+
+
+def test_int8_graph_never_rounds_the_fused_logits_or_y_hat(int8_file):
+    path, _ = int8_file
+    graph = onnx.load(str(path)).graph
+    producer = {output: node for node in graph.node for output in node.output}
+    [sigmoid] = [node for node in graph.node if node.op_type == "Sigmoid"]
+    assert sigmoid.output[0] == "y_hat"  # no QuantizeLinear after it
+    assert producer[sigmoid.input[0]].op_type == "Conv"  # z_fused straight from the fusion, not dequantized
 
 
 # ---------------------------------------------------------------------------------------
