@@ -36,16 +36,24 @@ from ship_model import git_commit  # noqa: E402  (the same provenance as the che
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", default="xs_mt", help="the shipped model to quantize (default xs_mt)")
+    parser.add_argument(
+        "--name", default="xs_mt", help="the shipped model to quantize (default xs_mt)"
+    )
     parser.add_argument("--force", action="store_true", help="replace existing files")
     args = parser.parse_args(argv)
     source = WEIGHTS_DIR / f"{args.name}.pt"
-    target, record_path = WEIGHTS_DIR / f"{args.name}_int8.onnx", WEIGHTS_DIR / f"{args.name}_int8.json"
+    target, record_path = (
+        WEIGHTS_DIR / f"{args.name}_int8.onnx",
+        WEIGHTS_DIR / f"{args.name}_int8.json",
+    )
     if not source.is_file():
         print(f"error: no shipped model {source}", file=sys.stderr)
         return 2
     if (target.exists() or record_path.exists()) and not args.force:
-        print(f"error: {target.name} or {record_path.name} exists; pass --force to replace", file=sys.stderr)
+        print(
+            f"error: {target.name} or {record_path.name} exists; pass --force to replace",
+            file=sys.stderr,
+        )
         return 2
     model, payload = load_model(source)
     calibration = calibration_from_data(payload, idrid_root(), label="data_prep/shipped/idrid")
@@ -54,8 +62,11 @@ def main(argv=None):
         data = Path(report["path"]).read_bytes()
     check = precision_aupr(source, idrid_root(), "test")
     print(aupr_table(check))
-    print(f"\nint8 file: {len(data):,} bytes (at most {MAX_BYTES:,}); mean |Δy_hat| vs torch on calibration "
-          f"photographs {report['mean_abs_diff']:.2g}")
+    print(
+        f"\nint8 file: {len(data):,} bytes (at most {MAX_BYTES:,}); "
+        f"mean |Δy_hat| vs torch on calibration "
+        f"photographs {report['mean_abs_diff']:.2g}"
+    )
     if len(data) > MAX_BYTES or not check["within_limit"]["int8"]:
         print("not shipped: too large or AUPR moved too far", file=sys.stderr)
         return 1
@@ -65,16 +76,20 @@ def main(argv=None):
         "from": f"{args.name}.pt",
         "from_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
         "command": f"python -m u2net_mini.export --checkpoint u2net_mini/weights/{args.name}.pt "
-                   f"--onnx {args.name}_int8.onnx --int8",
+        f"--onnx {args.name}_int8.onnx --int8",
         "commit": commit,
         "uncommitted_changes_in_code": dirty,
         "onnxruntime": onnxruntime.__version__,
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "calibration": calibration.record,
-        "check_vs_torch": {key: report[key] for key in ("mean_abs_diff", "max_abs_diff", "tolerance")},
-        "test_512px_square": {key: check[key] for key in ("split", "images", "aupr", "shift", "max_shift",
-                                                           "limit", "skipped")},
+        "check_vs_torch": {
+            key: report[key] for key in ("mean_abs_diff", "max_abs_diff", "tolerance")
+        },
+        "test_512px_square": {
+            key: check[key]
+            for key in ("split", "images", "aupr", "shift", "max_shift", "limit", "skipped")
+        },
     }
     with atomic_write(target) as file:
         file.write(data)

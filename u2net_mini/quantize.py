@@ -73,7 +73,7 @@ X86_ONLY_OPTIMIZERS = ("NchwcTransformer",)  # rewrites for x86's blocked layout
 
 
 def calibration_batches(payload, root, count=CALIBRATION_PHOTOS, split="train", cache_dir=None):
-    """`(names, batches)`: `count` photographs of `split`, evenly spaced, preprocessed for the model.
+    """`(names, batches)`: `count` photographs of `split`, evenly spaced, preprocessed.
 
     Each batch is one photograph, (1, 3, s, s) float32, exactly as the network sees it in
     evaluation (disc cropped, square, CLAHE, normalized with the checkpoint's mean and std).
@@ -81,14 +81,27 @@ def calibration_batches(payload, root, count=CALIBRATION_PHOTOS, split="train", 
     from data_prep.dataset import LesionDataset
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"the number of calibration photographs must be a positive int, got {count!r}")
+        raise ValueError(
+            f"the number of calibration photographs must be a positive int, got {count!r}"
+        )
     options = payload["preprocessing"]
-    data = LesionDataset(root, split, lesions=payload["lesions"], size=payload["input_size"],
-                         mean=payload["mean"], std=payload["std"], cache_dir=cache_dir,
-                         clahe=options.get("clahe", True), clahe_channel=options.get("clahe_channel", "lab"),
-                         **({"threshold": options["threshold"]} if "threshold" in options else {}))
+    data = LesionDataset(
+        root,
+        split,
+        lesions=payload["lesions"],
+        size=payload["input_size"],
+        mean=payload["mean"],
+        std=payload["std"],
+        cache_dir=cache_dir,
+        clahe=options.get("clahe", True),
+        clahe_channel=options.get("clahe_channel", "lab"),
+        **({"threshold": options["threshold"]} if "threshold" in options else {}),
+    )
     if count > len(data):
-        raise ValueError(f"{count} calibration photographs asked for, the {split} split of {root} has {len(data)}")
+        raise ValueError(
+            f"{count} calibration photographs asked for, "
+            f"the {split} split of {root} has {len(data)}"
+        )
     indices = np.unique(np.linspace(0, len(data) - 1, count).round().astype(int))  # (count,)
     names = [data.names[i] for i in indices]
     batches = [data[int(i)][0][None].numpy() for i in indices]  # count × (1, 3, s, s)
@@ -96,10 +109,14 @@ def calibration_batches(payload, root, count=CALIBRATION_PHOTOS, split="train", 
 
 
 def kept_float_nodes(graph):
-    """Names of the nodes of `graph` that stay float: the sigmoid, and convolutions of `KEPT_FLOAT_WEIGHTS`."""
-    return [node.name for node in graph.node
-            if node.op_type in KEPT_FLOAT_OPS
-            or (node.op_type == "Conv" and node.input[1].startswith(KEPT_FLOAT_WEIGHTS))]
+    """Names of the nodes of `graph` that stay float: `KEPT_FLOAT_OPS`, and convolutions whose
+    weight is named by `KEPT_FLOAT_WEIGHTS`."""
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type in KEPT_FLOAT_OPS
+        or (node.op_type == "Conv" and node.input[1].startswith(KEPT_FLOAT_WEIGHTS))
+    ]
 
 
 class _Batches:
@@ -128,14 +145,25 @@ def quantize_int8(fp32_bytes, batches):
     if not batches:
         raise ValueError("int8 quantization needs at least one calibration batch, got none")
     with tempfile.TemporaryDirectory() as folder:
-        fp32_path, prepared, int8_path = (Path(folder) / name for name in ("fp32.onnx", "prep.onnx", "int8.onnx"))
+        fp32_path, prepared, int8_path = (
+            Path(folder) / name for name in ("fp32.onnx", "prep.onnx", "int8.onnx")
+        )
         fp32_path.write_bytes(fp32_bytes)
-        quant_pre_process(str(fp32_path), str(prepared))  # shape inference + graph clean-up, as advised
+        # shape inference and graph clean-up, as the quantizer's documentation advises
+        quant_pre_process(str(fp32_path), str(prepared))
         graph = onnx.load(str(prepared)).graph
         reader = _Batches(graph.input[0].name, batches)
-        quantize_static(str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=kept_float_nodes(graph))
+        quantize_static(
+            str(prepared),
+            str(int8_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=kept_float_nodes(graph),
+        )
         proto = onnx.load(str(int8_path))
     compact(proto.graph)
     return proto
@@ -166,20 +194,32 @@ def compact(graph):
             w = numpy_helper.to_array(weight)  # (O, I, k, k)
             scale = np.abs(w).reshape(len(w), -1).max(axis=1) / 127  # (O,)
             scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-            q = np.clip(np.round(w / scale[:, None, None, None]), -127, 127).astype(np.int8)  # (O, I, k, k)
-            for tensor in (numpy_helper.from_array(q, weight.name + "_q"),
-                           numpy_helper.from_array(scale, weight.name + "_s")):
+            q = np.round(w / scale[:, None, None, None])  # (O, I, k, k)
+            q = np.clip(q, -127, 127).astype(np.int8)  # (O, I, k, k)
+            for tensor in (
+                numpy_helper.from_array(q, weight.name + "_q"),
+                numpy_helper.from_array(scale, weight.name + "_s"),
+            ):
                 graph.initializer.append(tensor)
-            new_nodes.append(helper.make_node("DequantizeLinear", [weight.name + "_q", weight.name + "_s"],
-                                              [weight.name + "_dq"], axis=0))
+            new_nodes.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [weight.name + "_q", weight.name + "_s"],
+                    [weight.name + "_dq"],
+                    axis=0,
+                )
+            )
             node.input[1] = weight.name + "_dq"
     nodes = new_nodes + list(graph.node)  # the new nodes read only initializers: first is sorted
     graph.ClearField("node")
     graph.node.extend(nodes)
 
-    zero = {name for name, tensor in ((t.name, t) for t in graph.initializer)
-            if tensor.data_type in (TensorProto.INT8, TensorProto.INT32)
-            and not numpy_helper.to_array(tensor).any()}
+    zero = {
+        name
+        for name, tensor in ((t.name, t) for t in graph.initializer)
+        if tensor.data_type in (TensorProto.INT8, TensorProto.INT32)
+        and not numpy_helper.to_array(tensor).any()
+    }
     for node in graph.node:  # 2.
         if node.op_type == "DequantizeLinear" and len(node.input) == 3 and node.input[2] in zero:
             del node.input[2]
@@ -243,7 +283,7 @@ def to_ort_bytes(onnx_bytes):
 
 
 def optimized_graph(onnx_bytes, save_format="ORT"):
-    """The graph as ONNX Runtime optimizes it for any CPU, saved as "ORT" or as "ONNX" (to inspect)."""
+    """The graph as ONNX Runtime optimizes it for any CPU, saved as "ORT" or "ONNX" (to inspect)."""
     import onnxruntime
 
     if save_format not in ("ORT", "ONNX"):
@@ -254,6 +294,10 @@ def optimized_graph(onnx_bytes, save_format="ORT"):
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.optimized_model_filepath = str(path)
         options.add_session_config_entry("session.save_model_format", save_format)
-        onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"],
-                                     disabled_optimizers=list(X86_ONLY_OPTIMIZERS))
+        onnxruntime.InferenceSession(
+            onnx_bytes,
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(X86_ONLY_OPTIMIZERS),
+        )
         return path.read_bytes()
