@@ -1,6 +1,9 @@
 # Two commands do everything on a fresh clone with Python 3.11:
 #   make test   creates .venv, installs requirements.txt and the project, runs every test and lesson
 #   make demo   the main job on built-in data
+# and for the course:
+#   make student   blank exercises in student/ (never overwritten, never cleaned)
+#   make lessons   the solution notebooks next to their sources (instructors, self-checking)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +11,7 @@ STAMP := $(VENV)/.installed
 LESSON_SOURCES := $(sort $(wildcard lessons/[0-9][0-9]_*.py))
 LESSON_NOTEBOOKS := $(LESSON_SOURCES:.py=.ipynb)
 
-.PHONY: test demo lessons train train-cpu clean
+.PHONY: test demo lessons student train train-cpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +22,17 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-lessons/%.ipynb: lessons/%.py | $(STAMP)
-	$(VENV)/bin/jupytext --quiet --to ipynb --output $@ $<
+lessons/%.ipynb: lessons/%.py lessons/make_solutions.py | $(STAMP)
+	$(PY) -m lessons.make_solutions lessons $<
 
-# Notebooks built from the jupytext sources (never committed).
+# Solution notebooks built from the jupytext sources (never committed), each headed by a
+# banner that says it holds the solutions.
 lessons: $(LESSON_NOTEBOOKS)
+
+# A student's notebooks: blank exercises. Only missing ones are written; an existing
+# notebook is the student's work and is kept as it is (delete it to get a fresh copy).
+student: $(STAMP)
+	$(PY) -m lessons.make_student student --keep
 
 test: $(STAMP) lessons
 	# one torch thread per worker: two workers already fill a 2-core machine
@@ -43,5 +52,6 @@ train-cpu: $(STAMP)
 	$(PY) -m u2net_mini.train --data "$(or $(DATA),data_prep/shipped/idrid)" --mode $(or $(MODE),mt) --model xs \
 		--size 512 --patch 256 --epochs 400 --bf16 --channels-last --out runs/real-$(or $(MODE),mt) $(ARGS)
 
+# student/ is the student's work: never removed here.
 clean:
 	rm -rf $(VENV) lessons/*.ipynb .pytest_cache build

@@ -15,6 +15,7 @@ import pytest
 
 from lessons import exercises as X
 from lessons import grade as G
+from lessons import make_solutions as S
 from lessons import make_student as M
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,11 +163,41 @@ def test_make_student_refuses_a_non_empty_folder_unless_forced(lesson, tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="is not empty; pass --force"):
+    with pytest.raises(ValueError, match="is not empty; pass --keep"):
         M.make_student(out, [lesson])
     assert M.main([str(out), str(lesson)]) == 2
     assert M.make_student(out, [lesson], force=True) == [out / "01_tiny.ipynb"]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_keep_writes_only_missing_notebooks_and_never_touches_a_students_work(lesson, tmp_path, capsys):
+    second = tmp_path / "02_tiny.py"
+    second.write_text(FIXTURE)
+    out = tmp_path / "student"
+    out.mkdir()
+    (out / "01_tiny.ipynb").write_text("my work")  # not even a notebook: kept all the same
+    assert M.make_student(out, [lesson, second], keep=True) == [out / "02_tiny.ipynb"]
+    assert (out / "01_tiny.ipynb").read_text() == "my work"
+    assert M.main([str(out), str(lesson), str(second), "--keep"]) == 0
+    printed = capsys.readouterr().out
+    assert "kept  " + str(out / "01_tiny.ipynb") in printed and "kept  " + str(out / "02_tiny.ipynb") in printed
+    assert "wrote" not in printed
+    with pytest.raises(ValueError, match="pass one, not both"):
+        M.make_student(out, [lesson], force=True, keep=True)
+    with pytest.raises(SystemExit):
+        M.main([str(out), "--keep", "--force"])
+
+
+def test_solution_notebooks_open_with_a_banner_and_keep_every_solution(lesson, tmp_path):
+    (path,) = S.make_solutions(tmp_path / "solutions", [lesson])
+    notebook = nbformat.read(path, as_version=4)
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and "Solutions inside" in first.source
+    assert "make student" in first.source and "student/01_tiny.ipynb" in first.source
+    text = path.read_text()
+    assert all(secret in text for secret in SECRETS)
+    assert X.exercises(notebook)[1] == {"solution": [4], "check": [5]}  # the banner shifts every cell by one
+    assert S.main([str(tmp_path / "solutions"), str(tmp_path / "01_missing.py")]) == 2
 
 
 def test_make_student_bad_lesson_paths(tmp_path):
