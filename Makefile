@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LESSON_SOURCES := $(sort $(wildcard lessons/[0-9][0-9]_*.py))
 LESSON_NOTEBOOKS := $(LESSON_SOURCES:.py=.ipynb)
 
-.PHONY: test demo lessons student train train-cpu clean
+.PHONY: test demo lessons student gradebook train train-cpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: $(STAMP) lessons
 
 demo: $(STAMP)
 	$(PY) -m u2net_mini.demo
+
+# A class's gradebook: make gradebook CLASS=DIR (DIR/STUDENT/NN_name.ipynb) writes DIR/../grades.csv
+gradebook: $(STAMP)
+	$(if $(CLASS),,$(error CLASS=DIR is required: one folder per student, holding the student's notebooks))
+	$(PY) -m lessons.gradebook "$(CLASS)" --out "$(CLASS)/../grades.csv"
 
 # The paper's full protocol (a GPU's job): make train [DATA=/path/to/IDRiD] [MODE=st|dt|mt] [ARGS="--resume"]
 # DATA defaults to the real data set the project ships.

@@ -38,6 +38,8 @@ CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 ANSWER_STUB = "YOUR ANSWER HERE"
 SOLUTION = "solution"
 CHECK = "check"
+WRITTEN = "written answer"
+NAME_KEY = "exercise_name"  # cell metadata: the exercise's name (`exercise_names`)
 
 
 def read_lesson(path):
@@ -150,10 +152,23 @@ def student_source(cell):
     return "\n".join(kept + lines[start:])
 
 
+def name_exercises(notebook):
+    """Write each exercise's name (`exercise_names`) into the metadata of its cells, in place.
+
+    The names travel with the cells into the student's notebook, where the grader reads them.
+    """
+    names = exercise_names(notebook)
+    for cell in notebook.cells:
+        number = exercise_number(cell)
+        if role(cell) is not None and number in names:
+            cell.metadata[NAME_KEY] = names[number]
+    return notebook
+
+
 def to_student(notebook):
     """A copy of the lesson with every solution replaced by a placeholder and no outputs."""
     check_lesson(notebook)
-    student = copy.deepcopy(notebook)
+    student = name_exercises(copy.deepcopy(notebook))
     for cell in student.cells:
         if role(cell) == SOLUTION:
             cell.source = student_source(cell)
@@ -246,3 +261,33 @@ def leaked_solution_code(notebook, shortest=16):
                         if piece not in given and any(piece in check for check in checks):
                             leaks.append((number, piece))
     return leaks
+
+
+
+def exercise_names(notebook):
+    """{N: name}: what each exercise makes, for a grader to read instead of cell numbers.
+
+    The first name a solution cell defines (`def class_weights_with(`) or assigns inside a
+    solution region (`spread_by_exponent = ...`) that the exercise's check reads; else the
+    first such name; else "written answer" for an exercise answered in Markdown. Read from
+    the lesson with its solutions: a student's notebook has lost what the regions held.
+    """
+    names = {}
+    for number, cells in exercises(notebook).items():
+        code = [notebook.cells[i] for i in cells[SOLUTION] if notebook.cells[i].cell_type == "code"]
+        made = []
+        for cell in code:
+            lines = cell.source.splitlines()
+            inside = {i for begin, end in solution_regions(lines) for i in range(begin + 1, end)}
+            for index, line in enumerate(lines):
+                defined = re.match(r"^\s*def (\w+)\(", line)
+                assigned = re.match(r"^(\w+(?:\s*,\s*\w+)*)\s*=(?!=)", line) if index in inside else None
+                if defined:
+                    made.append(defined.group(1))
+                elif assigned:
+                    made += [name.strip() for name in assigned.group(1).split(",")]
+        made = [name for name in made if not name.startswith("_")]
+        checked = " ".join(notebook.cells[i].source for i in cells[CHECK])
+        read = [name for name in made if re.search(rf"\b{name}\b", checked)]
+        names[number] = (read + made + [WRITTEN])[0]
+    return names

@@ -34,7 +34,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 
 from u2net_mini.atomic import atomic_write
 
-from .exercises import ANSWER_STUB, CHECK, SOLUTION, exercises
+from .exercises import ANSWER_STUB, CHECK, NAME_KEY, SOLUTION, exercises
 
 PASSED, FAILED, NOT_ATTEMPTED, MANUAL = "passed", "failed", "not attempted", "manual"
 STATUSES = (PASSED, FAILED, NOT_ATTEMPTED, MANUAL)
@@ -94,10 +94,11 @@ def grade_executed(notebook, timeout=600):
         written = [i for i in cells[SOLUTION] if notebook.cells[i].cell_type == "markdown"]
         errors = [(i, first_error(notebook.cells[i])) for i in sorted(code) if first_error(notebook.cells[i])]
         unfinished = [i for i, (ename, _) in errors if ename == "NotImplementedError"]
+        part = {i: "check" if i in cells[CHECK] else "solution" for i in code}  # says where, not which cell
         if unfinished:
-            status, detail = NOT_ATTEMPTED, f"NotImplementedError in cell {unfinished[0] + 1}"
+            status, detail = NOT_ATTEMPTED, f"NotImplementedError in the {part[unfinished[0]]}"
         elif errors:
-            status, detail = FAILED, f"cell {errors[0][0] + 1}: {_describe(errors[0][1], timeout)}"
+            status, detail = FAILED, f"{part[errors[0][0]]}: {_describe(errors[0][1], timeout)}"
         elif cells[CHECK]:
             status, detail = PASSED, ""
         elif code:
@@ -108,7 +109,9 @@ def grade_executed(notebook, timeout=600):
             status, detail = MANUAL, "a written answer: read it"
         if written and status in (PASSED, FAILED) and any(ANSWER_STUB not in notebook.cells[i].source for i in written):
             detail = (detail + "; " if detail else "") + "also a written answer to read"
-        results.append({"exercise": number, "status": status, "detail": detail})
+        named = [notebook.cells[i].metadata.get(NAME_KEY) for i in cells[SOLUTION] + cells[CHECK]]
+        name = next((str(n) for n in named if n), "")
+        results.append({"exercise": number, "name": name, "status": status, "detail": detail})
     outside = [
         {"cell": i + 1, "error": _describe(first_error(cell), timeout)}
         for i, cell in enumerate(notebook.cells)
@@ -139,7 +142,8 @@ def format_report(report):
     lines = [report.get("notebook", "notebook")]
     for result in report["exercises"]:
         detail = f"  ({result['detail']})" if result["detail"] else ""
-        lines.append(f"  exercise {result['exercise']:<3} {result['status']}{detail}")
+        title = f"exercise {result['exercise']} {result.get('name', '')}".rstrip()
+        lines.append(f"  {title:<40} {result['status']}{detail}")
     for error in report["errors_outside_exercises"]:
         lines.append(f"  cell {error['cell']} outside the exercises raised {error['error']}")
     lines.append("  " + ", ".join(f"{status} {count}" for status, count in report["summary"].items()))

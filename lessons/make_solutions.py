@@ -23,7 +23,7 @@ import nbformat
 
 from u2net_mini.atomic import atomic_write
 
-from .exercises import read_lesson
+from .exercises import name_exercises, read_lesson
 from .make_student import lesson_sources
 
 BANNER_TAG = "solutions-banner"
@@ -42,7 +42,7 @@ def banner(lesson_name):
 
 def to_solutions(notebook, lesson_name):
     """A copy of the lesson notebook with the banner as its first cell."""
-    labelled = copy.deepcopy(notebook)
+    labelled = name_exercises(copy.deepcopy(notebook))
     cell = nbformat.v4.new_markdown_cell(banner(lesson_name), metadata={"tags": [BANNER_TAG]})
     labelled.cells.insert(0, cell)
     return labelled

@@ -5,6 +5,7 @@ lessons/ are checked for their markup and their student versions without being r
 (`make test` runs them through nbmake), except the student version of lesson 05, run once.
 """
 
+import copy
 import inspect
 import json
 import re
@@ -16,6 +17,7 @@ import pytest
 
 from lessons import exercises as X
 from lessons import grade as G
+from lessons import gradebook as B
 from lessons import make_solutions as S
 from lessons import make_student as M
 
@@ -266,9 +268,9 @@ def test_status_of_each_kind_of_exercise():
     assert _statuses(report) == {1: "not attempted", 2: "not attempted", 3: "failed", 4: "passed",
                                  5: "manual", 6: "not attempted", 7: "failed", 8: "failed", 9: "passed"}
     assert report["exercises"][8]["detail"] == "also a written answer to read"
-    assert report["exercises"][2]["detail"] == "cell 7: AssertionError: why"
+    assert report["exercises"][2]["detail"] == "check: AssertionError: why"
     assert report["exercises"][6]["detail"] == "the check cell of this exercise is missing"
-    assert report["exercises"][7]["detail"] == "cell 13: interrupted after running longer than 30 s"
+    assert report["exercises"][7]["detail"] == "solution: interrupted after running longer than 30 s"
     assert report["summary"] == {"passed": 2, "failed": 3, "not attempted": 3, "manual": 1}
     assert report["errors_outside_exercises"] == []
     assert G.exit_status(report) == 1
@@ -321,7 +323,67 @@ def test_solutions_put_back_grade_passed_and_a_wrong_answer_failed(lesson, stude
     assert G.main([str(path), "--json", str(tmp_path / "wrong.json")]) == 1
     report = json.loads((tmp_path / "wrong.json").read_text())
     assert _statuses(report) == {1: "failed", 2: "passed", 3: "manual"}
-    assert report["exercises"][0]["detail"] == "cell 5: AssertionError: square(3) must be 9, got 6"
+    assert report["exercises"][0]["detail"] == "check: AssertionError: square(3) must be 9, got 6"
+
+
+def _restored(student_path, lesson_path):
+    """The student's notebook with the lesson's solutions put back: a student who got everything right."""
+    restored = nbformat.read(student_path, as_version=4)
+    for cell, source_cell in zip(restored.cells, X.read_lesson(lesson_path).cells, strict=True):
+        if X.role(cell) == X.SOLUTION:
+            cell.source = source_cell.source
+    return restored
+
+
+def test_gradebook_of_a_class_solved_blank_wrong_and_missing(tmp_path, capsys):
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    (lessons / "01_tiny.py").write_text(FIXTURE)
+    (lessons / "02_tiny.py").write_text(FIXTURE)
+    blank = {path.stem: path for path in M.make_student(tmp_path / "blank", sorted(lessons.glob("*.py")))}
+    solved = {stem: _restored(path, lessons / f"{stem}.py") for stem, path in blank.items()}
+    wrong = copy.deepcopy(solved["01_tiny"])
+    wrong.cells[3].source = wrong.cells[3].source.replace("x * x", "x + x")  # square(3) = 6
+    klass = tmp_path / "class"
+    for student, notebooks in {
+        "alice": solved,  # both lessons, everything right
+        "bob": {"01_tiny": nbformat.read(blank["01_tiny"], as_version=4)},  # handed in blank, 02 missing
+        "carol": {"01_tiny": wrong},
+    }.items():
+        (klass / student).mkdir(parents=True)
+        for stem, notebook in notebooks.items():
+            _write(notebook, klass / student / f"{stem}.ipynb")
+    (klass / "dave").mkdir()
+    (klass / "dave" / "notes.ipynb").write_text("{}")  # no lesson of that name: left out, and said so
+    out = tmp_path / "grades.csv"
+    assert B.main([str(klass), "--out", str(out), "--lessons", str(lessons), "--jobs", "2"]) == 0
+    assert out.read_text() == (
+        "student,01.1 square,01.2 total,01.3 written answer,02.1 square,02.2 total,02.3 written answer\n"
+        "alice,passed,passed,manual,passed,passed,manual\n"
+        "bob,not attempted,not attempted,not attempted,missing,missing,missing\n"
+        "carol,failed,passed,manual,missing,missing,missing\n"
+    )
+    printed = capsys.readouterr().out
+    assert "carol 01.1 square: failed (check: AssertionError: square(3) must be 9, got 6)" in printed
+    assert "bob 01.2 total: not attempted (NotImplementedError in the solution)" in printed
+    assert "alice 02.3 written answer: manual (a written answer: read it)" in printed
+    assert f"{klass / 'dave' / 'notes.ipynb'}: matches no lesson" in printed
+    assert "cell" not in printed.replace("outside the exercises", "")  # names, never cell numbers
+    # an existing gradebook is kept unless --force
+    assert B.main([str(klass), "--out", str(out), "--lessons", str(lessons)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_gradebook_bad_input(tmp_path, capsys):
+    assert B.main([str(tmp_path / "nobody"), "--out", str(tmp_path / "g.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty" / "alice").mkdir(parents=True)
+    assert B.main([str(tmp_path / "empty"), "--out", str(tmp_path / "g.csv")]) == 2
+    assert "no student notebooks in" in capsys.readouterr().err
+    assert B.main([str(tmp_path / "empty"), "--out", str(tmp_path / "g.txt"), "--jobs", "0"]) == 2
+    errors = capsys.readouterr().err
+    assert "--out must name a .csv file" in errors and "--jobs must be at least 1" in errors
+    assert not (tmp_path / "g.csv").exists()
 
 
 def test_grade_bad_input(tmp_path, capsys):
