@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LESSON_SOURCES := $(sort $(wildcard lessons/[0-9][0-9]_*.py))
 LESSON_NOTEBOOKS := $(LESSON_SOURCES:.py=.ipynb)
 
-.PHONY: test demo lessons student gradebook train train-cpu clean
+.PHONY: test demo lessons student answer-key gradebook train train-cpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(STAMP) lessons
 
 demo: $(STAMP)
 	$(PY) -m u2net_mini.demo
+
+# The instructor's answer key (solutions, why they are right, how each is checked), apart from student/
+answer-key: $(STAMP)
+	$(PY) -m lessons.answer_key build/answer_key
 
 # A class's gradebook: make gradebook CLASS=DIR (DIR/STUDENT/NN_name.ipynb) writes DIR/../grades.csv
 gradebook: $(STAMP)

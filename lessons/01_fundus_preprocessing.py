@@ -503,6 +503,8 @@ def answer_digest(value, digits=4):
 def pad_centred(array):
     """Zero-pad an (H, W) or (H, W, 3) array to a centred (S, S[, 3]) square, S = max(H, W)."""
     ### BEGIN SOLUTION
+    # Why: the offsets (S - H) // 2 and (S - W) // 2 put an odd extra row or column at the bottom
+    # or the right, as fundus.pad_to_square does; zeros are the black of the photograph's border.
     height, width = array.shape[:2]
     side = max(height, width)
     top, left = (side - height) // 2, (side - width) // 2
@@ -525,6 +527,8 @@ print("exercise 2: correct")
 # %% tags=["solution"] exercise=3
 train_photo = IDRiD(idrid_root(), "train")[0]["image"]  # (712, 1072, 3)
 ### BEGIN SOLUTION
+# Why: a lower threshold lets the dim glow around the disc count as retina, so the box widens (921
+# px at 10 against 855 at 30); above 30 the box hardly moves.
 width_by_threshold = {}
 for threshold in (10, 20, 30, 45, 60):
     _, (x0, _, x1, _) = fundus.crop_to_disc(train_photo, threshold)
@@ -568,6 +572,8 @@ print("exercise 4: correct")
 def clahe_green(image):
     """CLAHE (clip 2, 8 × 8 tiles) on the green channel of an (H, W, 3) uint8 RGB image."""
     ### BEGIN SOLUTION
+    # Why: OpenCV's CLAHE works on one 8-bit channel; equalizing green alone, the channel with the
+    # most lesion contrast, leaves red and blue, and so the colour balance, as they were.
     out = image.copy()  # (H, W, 3)
     equalizer = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
     out[..., 1] = equalizer.apply(np.ascontiguousarray(image[..., 1]))  # (H, W)

@@ -454,6 +454,8 @@ def answer_digest(value, digits=4):
 def read_mask_opencv(path):
     """An IDRiD mask read with OpenCV as 8-bit grey, binarized: (H, W) bool."""
     ### BEGIN SOLUTION
+    # Why: IDRiD stores a lesion as grey level 76 (the luma of pure red), so the test must be > 0:
+    # a threshold at 127 would find nothing.
     grey_levels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)  # (H, W) {0, 76}
     return grey_levels > 0  # (H, W) never > 127: the lesion is 76
     ### END SOLUTION
@@ -473,6 +475,8 @@ print("exercise 1: correct")
 def lesion_shares(masks, disc):
     """(C,) fraction of the disc's pixels in each lesion of a (C, H, W) bool stack."""
     ### BEGIN SOLUTION
+    # Why: masks & disc drops the lesion pixels outside the disc, and dividing by the disc's
+    # pixels, not the image's, makes photographs with different black borders comparable.
     return (masks & disc).sum(axis=(1, 2)) / disc.sum()  # (C,)
     ### END SOLUTION
 
@@ -492,6 +496,8 @@ print("exercise 2: correct")
 def count_lesions(mask):
     """Number of 8-connected lesions in an (H, W) bool mask."""
     ### BEGIN SOLUTION
+    # Why: a flood fill from each lesion pixel not yet seen marks one whole 8-connected lesion; an
+    # explicit stack avoids Python's recursion limit on large lesions.
     height, width = mask.shape
     seen = np.zeros_like(mask, dtype=bool)  # (H, W)
     lesions = 0

@@ -591,6 +591,8 @@ def answer_digest(value, digits=4):
 def depthwise_conv2d(x, weight, dilation):
     """Each channel of x (B, C, H, W) convolved with its own kernel weight[c, 0] (3×3), padding d."""
     ### BEGIN SOLUTION
+    # Why: with one kernel per channel (torch's groups = C) each output channel reads only its own
+    # input channel, so the sum over channels disappears; padding d keeps H x W at dilation d.
     batch, channels, height, width = x.shape
     kernel = weight.shape[-1]
     padding = dilation * (kernel - 1) // 2
@@ -643,6 +645,9 @@ print("exercise 3: correct")
 def rsu4f_numpy(state, x):
     r"""RSU-4F: $\mathcal{U}(F_1(x)) + F_1(x)$ with dilations 1, 2, 4 | 8 | 4, 2, 1 and no pooling."""
     ### BEGIN SOLUTION
+    # Why: RSU-4F is an RSU with dilation in place of pooling: the encoder dilates 1, 2, 4, the
+    # bottom 8, the decoder mirrors 4, 2, 1 on the concatenation with its skip, and the residual
+    # adds F_1(x).
     dilations = (1, 2, 4)
     f1 = rebnconv_numpy(state, "conv_in", x)  # (B, out, H, W)
     skips = []

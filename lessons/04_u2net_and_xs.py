@@ -581,6 +581,8 @@ print("exercise 3: correct")
 def largest_width(budget_bytes, k):
     """The largest b with 4 * P(b, k) <= budget_bytes (float32), or 0 if not even b = 1 fits."""
     ### BEGIN SOLUTION
+    # Why: P(b, k) grows with b, so the widths that fit are 1 ... b*; counting up until the next
+    # width no longer fits finds b*.
     b = 0
     while 4 * counting.parameter_formula(b + 1, k) <= budget_bytes:
         b += 1

@@ -275,6 +275,8 @@ def answer_digest(value, digits=4):
 def class_weights_with(y, exponent):
     """w_k = r_k^p / sum_j r_j^p with p = `exponent`, for a binary (B, C, H, W) target."""
     ### BEGIN SOLUTION
+    # Why: the paper's r_k sums over the batch and the pixels (axes 0, 2, 3); its p-th power
+    # normalized to sum 1 is w_k, and p = 1/8 gives equations.class_weights.
     ratio_k = (1 - y).sum(axis=(0, 2, 3)) / (y.sum(axis=(0, 2, 3)) + 1)  # (C,)
     powered = ratio_k**exponent  # (C,)
     return powered / powered.sum()  # (C,)
@@ -292,6 +294,8 @@ print("exercise 1: correct")
 
 # %% tags=["solution"] exercise=2
 ### BEGIN SOLUTION
+# Why: in a ratio of two weights the normalization cancels, so the spread is (r_max / r_min)^p:
+# about 16.6 at p = 1, its square root at 1/2 and its 8th root, about 1.42, at 1/8.
 spread_by_exponent = {}
 for p in (1.0, 0.5, 0.125):
     w_p = ratio**p / (ratio**p).sum()  # (C,)
@@ -338,6 +342,8 @@ print("exercise 4: correct")
 
 # %% tags=["solution"] exercise=5
 ### BEGIN SOLUTION
+# Why: r^(1/8) = 2 means r = 2^8 = 256, and r^(1/2) = 2 means r = 4: the 8th root needs a 64 times
+# larger imbalance for the same doubling.
 r_twice_eighth = 2.0**8  # r^(1/8) = 2
 r_twice_half = 2.0**2  # r^(1/2) = 2
 ### END SOLUTION

@@ -414,6 +414,8 @@ def answer_digest(value, digits=4):
 def dice_loss_per_image(y, y_hat, smooth=1.0):
     """Dice loss of each image and channel on its own: (B, C)."""
     ### BEGIN SOLUTION
+    # Why: summing over the pixel axes (2, 3) only, not over the batch, gives one intersection and
+    # one total per image and channel; with B = 1 it is equations.dice_loss.
     intersection_bc = (y * y_hat).sum(axis=(2, 3))  # (B, C)
     total_bc = y.sum(axis=(2, 3)) + y_hat.sum(axis=(2, 3))  # (B, C)
     return 1 - (2 * intersection_bc + smooth) / (total_bc + smooth)  # (B, C)
@@ -473,6 +475,8 @@ print("exercise 3: correct")
 def weighted_deep_supervision(y, y_hats, side_weight):
     """L(y, fused) + side_weight * sum of L(y, side output) over the six side outputs."""
     ### BEGIN SOLUTION
+    # Why: the paper's deep supervision is this sum with side_weight = 1; the loss is linear in
+    # side_weight, and 0 leaves the fused output alone.
     fused, sides = y_hats[0], y_hats[1:]
     return equations.lesion_loss(y, fused) + side_weight * sum(equations.lesion_loss(y, p) for p in sides)
     ### END SOLUTION

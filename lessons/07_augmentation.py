@@ -499,6 +499,9 @@ print("exercise 3: correct")
 
 # %% tags=["solution"] exercise=5
 ### BEGIN SOLUTION
+# Why: a generator per item makes each item's draw independent of the loading order (data-loader
+# workers load in any order); one shared generator hands out its draws in loading order, so
+# reversing the order reverses who gets which angle.
 def angle_of(generator):
     return augment.random_params(generator, SIZE)["angle"]
 

@@ -569,6 +569,9 @@ print("exercise 2: correct")
 def adamw_numpy(theta, grad, m, v, t, lr=1e-3, weight_decay=1e-2, betas=(0.9, 0.999), eps=1e-8):
     """One AdamW step (step number t, from 1) for one float64 array; returns (theta, m, v)."""
     ### BEGIN SOLUTION
+    # Why: AdamW shrinks the weight by lr * lambda * theta outside the adaptive step, so the decay
+    # is not divided by sqrt(v_hat) as an L2 term in the gradient would be; m and v see the loss's
+    # gradient only.
     beta1, beta2 = betas
     theta = theta * (1 - lr * weight_decay)  # decoupled decay: the weight shrinks, the gradient stays
     m = beta1 * m + (1 - beta1) * grad  # (same shape)

@@ -549,6 +549,9 @@ print("exercise 1: correct")
 def best_dice(y, scores):
     """(threshold, dice): the distinct score t that maximizes the Dice of "score >= t", and that Dice."""
     ### BEGIN SOLUTION
+    # Why: with the distinct scores sorted once, highest first, cumulative sums of positives and
+    # negatives are TP and FP at every threshold; Dice = 2 TP / (2 TP + FP + FN) is then one
+    # array, and its argmax the best threshold.
     y, scores = np.asarray(y, dtype=bool).ravel(), np.asarray(scores).ravel()  # (N,) each
     values, group = np.unique(scores, return_inverse=True)  # (G,), (N,)
     pos = np.bincount(group[y], minlength=values.size)[::-1]  # (G,) highest score first
@@ -598,6 +601,8 @@ print("exercise 3: correct")
 def merge(a, b):
     """A new PRAccumulator holding everything `a` and `b` were fed; `a` and `b` stay as they are."""
     ### BEGIN SOLUTION
+    # Why: an accumulator holds only sums (histogram counts per bin, TP, FP, FN, images), and the
+    # sums of two halves add up to the sums of the whole; a new object leaves a and b untouched.
     if a.n_bins != b.n_bins or a.threshold != b.threshold:
         raise ValueError(f"accumulators must share bins and threshold, got {a.n_bins}/{a.threshold} "
                          f"and {b.n_bins}/{b.threshold}")

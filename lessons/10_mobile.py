@@ -643,6 +643,8 @@ print("exercise 1: correct")
 def largest_tensor_bytes(network, size, bytes_per_value=4):
     """Bytes of the largest tensor any module of `network` reads or returns for a (1, 3, size, size) input."""
     ### BEGIN SOLUTION
+    # Why: a forward hook on every module sees that module's inputs and output; the largest
+    # element count times the bytes per value is the largest tensor the device must hold at once.
     largest = [0]
 
     def record(module, inputs, output):

@@ -15,6 +15,7 @@ import jupytext
 import nbformat
 import pytest
 
+from lessons import answer_key as K
 from lessons import exercises as X
 from lessons import grade as G
 from lessons import gradebook as B
@@ -384,6 +385,32 @@ def test_gradebook_bad_input(tmp_path, capsys):
     errors = capsys.readouterr().err
     assert "--out must name a .csv file" in errors and "--jobs must be at least 1" in errors
     assert not (tmp_path / "g.csv").exists()
+
+
+def test_answer_key_of_the_fixture(lesson, tmp_path):
+    path = K.write_answer_key(tmp_path / "key", [lesson])
+    text = path.read_text()
+    assert text.startswith(K.FIRST_LINE)
+    assert all(secret in text for secret in SECRETS)  # every solution, the written one too
+    assert "### Exercise 1: square" in text and "### Exercise 3: written answer" in text
+    assert "**Model answer**\n\nBecause SECRET-4 said so." in text
+    assert 'assert square(base) == 9' in text  # how the check grades it
+    K.write_answer_key(tmp_path / "key", [lesson])  # its own earlier key is replaced
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "answer_key.md").write_text("my notes")
+    assert K.main([str(tmp_path / "mine"), str(lesson)]) == 2
+    assert (tmp_path / "mine" / "answer_key.md").read_text() == "my notes"
+
+
+def test_answer_key_explains_every_exercise_of_every_lesson(tmp_path):
+    text = K.write_answer_key(tmp_path, REAL_LESSONS).read_text()
+    sections = ["Exercise " + s for s in re.split(r"^### Exercise ", text, flags=re.M)[1:]]
+    expected = sum(len(X.exercises(X.read_lesson(path))) for path in REAL_LESSONS)
+    assert len(sections) == expected, f"{expected} exercises, {len(sections)} in the key"
+    unexplained = [s.splitlines()[0] for s in sections if "**Why**" not in s and "**Model answer**" not in s]
+    assert not unexplained, f"exercises without an explanation (a '# Why:' comment in the solution): {unexplained}"
+    unlabelled = [s.splitlines()[0] for s in sections if not re.match(r"Exercise \d+: .+ \(.+\)$", s.splitlines()[0])]
+    assert not unlabelled, f"exercises whose statement has no bold kind label: {unlabelled}"
 
 
 def test_grade_bad_input(tmp_path, capsys):
