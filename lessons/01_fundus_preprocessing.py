@@ -9,6 +9,21 @@
 # %% [markdown]
 # # Lesson 1 — Fundus photographs and preprocessing
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - find the retinal disc of a fundus photograph, crop it, pad it to a square and resize it
+#     without distorting a lesion
+#   - apply CLAHE and read its effect on a histogram and on local detail
+#   - normalize the input with statistics of the training photographs only, and say why
+# - **Prerequisites**: none; NumPy arrays and a first look at images as `(H, W, 3)` arrays.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 70 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: introductory.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (preprocessing: 512 × 512, CLAHE, normalization).
+#
 # A colour fundus photograph shows the back of the eye: a bright, roughly round retinal
 # disc on a black surround, lit from the centre, darker at the rim. The optic disc (the
 # bright spot where the vessels enter) and the macula (the dark centre of sharp vision)
@@ -431,28 +446,28 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Conceptual.** A microaneurysm is round. What shape would it have on the network's
-#    input if the project stretched IDRiD's full 4288 × 2848 frame to 512 × 512 without
-#    cropping or padding? And with cropping but stretching the 3419 × 2848 disc box?
-#    Give the ratio of height to width in each case.
-# 2. **Implementation.** Write `pad_centred(array)`: pad an `(H, W)` or `(H, W, 3)` array
-#    with zeros to a `(S, S)` or `(S, S, 3)` square, `S = max(H, W)`, with the array
+# 1. **Concept, about 10 min.** A microaneurysm is round. What shape would it have on the
+#    network's input if the project stretched IDRiD's full 4288 × 2848 frame to 512 × 512 without
+#    cropping or padding? And with cropping but stretching the 3419 × 2848 disc box? Give the
+#    ratio of height to width in each case.
+# 2. **Implementation, about 15 min.** Write `pad_centred(array)`: pad an `(H, W)` or `(H, W,
+#    3)` array with zeros to a `(S, S)` or `(S, S, 3)` square, `S = max(H, W)`, with the array
 #    centred (an odd extra row or column goes to the bottom or the right).
-# 3. **Change and observe.** The threshold 30 is the library's choice. For the *other*
+# 3. **Experiment, about 10 min.** The threshold 30 is the library's choice. For the *other*
 #    sample photograph, IDRiD_01 (`IDRiD(idrid_root(), "train")[0]["image"]`), compute
-#    `width_by_threshold`, a dict from each threshold in `(10, 20, 30, 45, 60)` to the
-#    width `x1 - x0` of the disc box from `fundus.crop_to_disc(image, threshold)`. Then set
-#    `glow_joins_below_30` to `True` if the box at threshold 10 is more than 20 pixels
-#    wider than at 30.
-# 4. **Change and observe.** Compute `detail_by_clip`: a dict from each clip limit in
+#    `width_by_threshold`, a dict from each threshold in `(10, 20, 30, 45, 60)` to the width `x1
+#    - x0` of the disc box from `fundus.crop_to_disc(image, threshold)`. Then set
+#    `glow_joins_below_30` to `True` if the box at threshold 10 is more than 20 pixels wider than
+#    at 30.
+# 4. **Experiment, about 10 min.** Compute `detail_by_clip`: a dict from each clip limit in
 #    `(1.0, 2.0, 4.0, 8.0)` to the `local_detail` of IDRiD_55's square after
-#    `enhance.clahe(squares["IDRiD_55"], clip_limit)`, over `inner["IDRiD_55"]`. Does the
-#    detail grow with the clip limit? What would be the price of a large limit?
-# 5. **Implementation.** Write `clahe_green(image)`: CLAHE (clip limit 2, 8 × 8 tiles) on
-#    the green channel only, red and blue unchanged: the library's `channel="green"`
+#    `enhance.clahe(squares["IDRiD_55"], clip_limit)`, over `inner["IDRiD_55"]`. Does the detail
+#    grow with the clip limit? What would be the price of a large limit?
+# 5. **Implementation, about 15 min.** Write `clahe_green(image)`: CLAHE (clip limit 2, 8 × 8
+#    tiles) on the green channel only, red and blue unchanged: the library's `channel="green"`
 #    option.
-# 6. **Conceptual.** Why are $\mu$ and $\sigma$ measured on the training photographs only
-#    (also when preparing the test set), and why after CLAHE rather than before?
+# 6. **Concept, about 10 min.** Why are $\mu$ and $\sigma$ measured on the training
+#    photographs only (also when preparing the test set), and why after CLAHE rather than before?
 
 # %% [markdown]
 # Some checks below compare a fingerprint of your answer with a stored one

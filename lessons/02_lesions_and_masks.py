@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 2 — Lesions and masks
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - read IDRiD's layout and its masks, and avoid the 0/76 grey-level trap
+#   - draw lesion overlays and measure how rare lesion pixels are
+#   - say what shrinking a photograph does to microaneurysms, and choose a mask resizing rule
+# - **Prerequisites**: lesson 1 (the disc, the square crop).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 75 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: introductory.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (the IDRiD data set, four lesions).
+#
 # The network learns from **masks**: for each photograph and each lesion, a binary image
 # that is 1 on the lesion's pixels and 0 elsewhere. The four lesions of diabetic
 # retinopathy segmented in IDRiD, in the order used everywhere in this project:
@@ -393,27 +407,27 @@ print(f"IDRiD_55 EX at {exudates.shape[0]} px: {count_components(exudates)} lesi
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Write `read_mask_opencv(path)`: read an IDRiD mask with
+# 1. **Implementation, about 10 min.** Write `read_mask_opencv(path)`: read an IDRiD mask with
 #    `cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)` and return it as an `(H, W)` bool mask.
-# 2. **Implementation.** Write `lesion_shares(masks, disc)`: for a `(C, H, W)` bool stack
-#    and an `(H, W)` bool disc, the `(C,)` fraction of the disc's pixels that lie in each
-#    lesion (lesion pixels outside the disc do not count).
-# 3. **Implementation.** Write `count_lesions(mask)`: the number of lesions in an `(H, W)`
-#    bool mask, two pixels belonging to the same lesion when they touch by an edge or a
-#    corner (8-connectivity). Do it without `cv2.connectedComponents`: a flood fill in
-#    Python is fine for small masks.
-# 4. **Change and observe.** Shrink `dots` 14 times instead of 7 (to 72 × 72) with
+# 2. **Implementation, about 10 min.** Write `lesion_shares(masks, disc)`: for a `(C, H, W)`
+#    bool stack and an `(H, W)` bool disc, the `(C,)` fraction of the disc's pixels that lie in
+#    each lesion (lesion pixels outside the disc do not count).
+# 3. **Implementation, about 25 min.** Write `count_lesions(mask)`: the number of lesions in
+#    an `(H, W)` bool mask, two pixels belonging to the same lesion when they touch by an edge or
+#    a corner (8-connectivity). Do it without `cv2.connectedComponents`: a flood fill in Python
+#    is fine for small masks.
+# 4. **Experiment, about 10 min.** Shrink `dots` 14 times instead of 7 (to 72 × 72) with
 #    `pipeline.resize_mask`, and compute `count_ratio_by_rule`: a dict from each rule in
-#    `pipeline.MASK_RULES` to the number of pieces after shrinking (`count_components`)
-#    over the number of lesions before. Compare with factor 7: which ratios fall, and
-#    for which rules is a falling ratio not a lost lesion?
-# 5. **Conceptual.** The rule "any" keeps every microaneurysm. Why does the project not use
-#    it? Think of what a model learns from its targets and of how its Dice score would
+#    `pipeline.MASK_RULES` to the number of pieces after shrinking (`count_components`) over the
+#    number of lesions before. Compare with factor 7: which ratios fall, and for which rules is a
+#    falling ratio not a lost lesion?
+# 5. **Concept, about 10 min.** The rule "any" keeps every microaneurysm. Why does the project
+#    not use it? Think of what a model learns from its targets and of how its Dice score would
 #    look against the true, smaller lesions.
-# 6. **Change and observe.** `make_fundus` draws lesions larger than real unless
-#    `visible_at=None`. Compute `ma_area_ratio`: the number of MA pixels of
-#    `make_fundus(SEED, 512)` over that of `make_fundus(SEED, 512, visible_at=None)`.
-#    Why might a teaching data set exaggerate microaneurysms on purpose?
+# 6. **Experiment, about 10 min.** `make_fundus` draws lesions larger than real unless
+#    `visible_at=None`. Compute `ma_area_ratio`: the number of MA pixels of `make_fundus(SEED,
+#    512)` over that of `make_fundus(SEED, 512, visible_at=None)`. Why might a teaching data set
+#    exaggerate microaneurysms on purpose?
 
 # %% [markdown]
 # Some checks below compare a fingerprint of your answer with a stored one

@@ -9,6 +9,21 @@
 # %% [markdown]
 # # Lesson 3 — REBNCONV and RSU: the blocks of U²-Net
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - write a (dilated) convolution, batch norm and ReLU in NumPy and check them against torch
+#   - compute a receptive field by hand and from an impulse response
+#   - build an RSU block from NumPy parts and match the library's to float64 precision
+# - **Prerequisites**: none for the code; lesson 1 for the pictures. Convolutions as in any
+#   introduction to CNNs.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 105 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   the U²-Net blocks it uses unchanged.
+#
 # Whether a red dot in a fundus photograph is a microaneurysm depends on a few pixels
 # (its size, its edge) and on what lies far around it (a dot on a vessel is a vessel
 # crossing, not a lesion). A segmentation network has to see both. One 3 × 3 convolution
@@ -518,27 +533,26 @@ print(f"a plain stack of 3×3 convolutions needs {-(-(field_u - 1) // 2)} layers
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Conceptual.** A 3 × 3 convolution with dilation 2 and a 5 × 5 convolution both
-#    span 5 pixels. Compare them: weights per channel pair, input pixels read, and what the
+# 1. **Concept, about 10 min.** A 3 × 3 convolution with dilation 2 and a 5 × 5 convolution
+#    both span 5 pixels. Compare them: weights per channel pair, input pixels read, and what the
 #    dilated one cannot see. When is the dilated one the better choice?
-# 2. **Implementation.** Write `depthwise_conv2d(x, weight, dilation)`: each channel
-#    convolved with its own 3 × 3 kernel, `weight` of shape `(C, 1, 3, 3)`, no sum over
-#    channels, padding $d$, no bias (torch's `F.conv2d(..., groups=C)`). Use one loop over
-#    the 9 taps, as in `conv2d_taps`.
-# 3. **Change and observe.** Run `impulse_response` with dilations `(2, 2, 2)` and with
-#    `(1, 2, 4)`. Inside the square the receptive field spans, count the pixels whose
-#    response is zero: `holes_222` and `holes_124`. Why does RSU-4F use 1, 2, 4, 8 and not
-#    2, 2, 2, 2?
-# 4. **Implementation.** Write `rsu4f_numpy(state, x)`: RSU-4F from `rebnconv_numpy`
-#    (no pooling, no resizing; encoder dilations 1, 2, 4, bottom 8, decoder 4, 2, 1), with
-#    the weights of a torch `rsu.RSU4F` as `reference.numpy_state_dict` gives them.
-# 5. **Change and observe.** Silence the U branch: make `silenced`, a copy of `block`
+# 2. **Implementation, about 25 min.** Write `depthwise_conv2d(x, weight, dilation)`: each
+#    channel convolved with its own 3 × 3 kernel, `weight` of shape `(C, 1, 3, 3)`, no sum over
+#    channels, padding $d$, no bias (torch's `F.conv2d(..., groups=C)`). Use one loop over the 9
+#    taps, as in `conv2d_taps`.
+# 3. **Experiment, about 15 min.** Run `impulse_response` with dilations `(2, 2, 2)` and with
+#    `(1, 2, 4)`. Inside the square the receptive field spans, count the pixels whose response is
+#    zero: `holes_222` and `holes_124`. Why does RSU-4F use 1, 2, 4, 8 and not 2, 2, 2, 2?
+# 4. **Implementation, about 30 min.** Write `rsu4f_numpy(state, x)`: RSU-4F from
+#    `rebnconv_numpy` (no pooling, no resizing; encoder dilations 1, 2, 4, bottom 8, decoder 4,
+#    2, 1), with the weights of a torch `rsu.RSU4F` as `reference.numpy_state_dict` gives them.
+# 5. **Experiment, about 15 min.** Silence the U branch: make `silenced`, a copy of `block`
 #    (`copy.deepcopy`) whose last decoder convolution has the batch-norm shift
-#    `decoder[0].bn.bias` set to −1000, and run it on `x_torch`: `out_silenced` (a NumPy
-#    array). What does the block compute now? Set `silenced_equals_f1` to `True` or `False`
-#    from what you computed, by comparing with `f1`.
-# 6. **Conceptual.** U²-Net uses RSU-4F for its two deepest encoder stages (En_5, En_6)
-#    and De_5. Why dilation there, and not pooling? Think of the map sizes for a 512 × 512
+#    `decoder[0].bn.bias` set to −1000, and run it on `x_torch`: `out_silenced` (a NumPy array).
+#    What does the block compute now? Set `silenced_equals_f1` to `True` or `False` from what you
+#    computed, by comparing with `f1`.
+# 6. **Concept, about 10 min.** U²-Net uses RSU-4F for its two deepest encoder stages (En_5,
+#    En_6) and De_5. Why dilation there, and not pooling? Think of the map sizes for a 512 × 512
 #    input and for the smallest input the model accepts, 32 × 32.
 
 # %% [markdown]

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 4 — The U²-Net and its XS width
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - assemble U²-Net from RSU blocks: nesting, six side outputs and the fused output
+#   - derive the parameter formula P(b, k) and find the paper's 0.29 M in it
+#   - count multiply-accumulates and compare the full, small and XS widths
+# - **Prerequisites**: lesson 3 (REBNCONV and RSU).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 100 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference):
+#   U²-XS-Net and its 0.29 M parameters.
+#
 # Lesson 3 built one residual U-block (RSU). U²-Net (Qin et al., *Pattern Recognition*
 # 2020) **nests** them: a large U-Net whose eleven stages are each an RSU, a U of U's.
 # The original has 44 million parameters. Siebert & Rostalski (MIDL 2021) want a model
@@ -465,28 +479,28 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** At inference, `fold.fold_batchnorm` merges each batch norm into
-#    the convolution before it, and $\gamma$, $\beta$ disappear. Write
-#    `folded_parameters(b, k)`: the parameter count of the folded width-b model with k
-#    outputs, as a formula (count the batch-norm channels of an RSU-L first).
-# 2. **Conceptual.** The parameters of XS are spread almost evenly over its stages, but
-#    De_1 does half of the work. Why? If XS had to run twice as fast on a phone, which
-#    stages would you change, and how?
-# 3. **Change and observe.** Compute `macs_by_size`, a dict from the input size (256,
-#    500, 512, 1024) to the MACs of XS with four outputs (`counting.conv_macs`), and print
-#    each one's ratio to 512 next to $(\text{size} / 512)^2$. Set
-#    `scales_with_area_for_multiples_of_32` to `True` or `False` from what you see: do
-#    256 and 1024 cost exactly $(\text{size}/512)^2$ times 512's MACs? Why does 500 not?
-# 4. **Implementation.** Write `largest_width(budget_bytes, k)`: the largest width $b$
-#    whose model with $k$ outputs fits in `budget_bytes` bytes in float32 (use
+# 1. **Implementation, about 25 min.** At inference, `fold.fold_batchnorm` merges each batch
+#    norm into the convolution before it, and $\gamma$, $\beta$ disappear. Write
+#    `folded_parameters(b, k)`: the parameter count of the folded width-b model with k outputs,
+#    as a formula (count the batch-norm channels of an RSU-L first).
+# 2. **Concept, about 15 min.** The parameters of XS are spread almost evenly over its stages,
+#    but De_1 does half of the work. Why? If XS had to run twice as fast on a phone, which stages
+#    would you change, and how?
+# 3. **Experiment, about 10 min.** Compute `macs_by_size`, a dict from the input size (256,
+#    500, 512, 1024) to the MACs of XS with four outputs (`counting.conv_macs`), and print each
+#    one's ratio to 512 next to $(\text{size} / 512)^2$. Set
+#    `scales_with_area_for_multiples_of_32` to `True` or `False` from what you see: do 256 and
+#    1024 cost exactly $(\text{size}/512)^2$ times 512's MACs? Why does 500 not?
+# 4. **Implementation, about 15 min.** Write `largest_width(budget_bytes, k)`: the largest
+#    width $b$ whose model with $k$ outputs fits in `budget_bytes` bytes in float32 (use
 #    `counting.parameter_formula`).
-# 5. **Change and observe.** Make `averaged`, a copy of `xs` whose fused head returns,
-#    for each lesion, the plain mean of the six side outputs of that lesion (set
-#    `fuse.weight` and `fuse.bias`). Run it on `x` and keep its seven outputs as NumPy
-#    arrays in `outputs_averaged`. What would training lose with such a fixed head?
-# 6. **Conceptual.** Side 6 reads the deepest stage, yet its receptive field (4096 px)
-#    is the smallest of the six sides. Why? And why is the fused output's field equal to
-#    side 1's?
+# 5. **Experiment, about 20 min.** Make `averaged`, a copy of `xs` whose fused head returns,
+#    for each lesion, the plain mean of the six side outputs of that lesion (set `fuse.weight`
+#    and `fuse.bias`). Run it on `x` and keep its seven outputs as NumPy arrays in
+#    `outputs_averaged`. What would training lose with such a fixed head?
+# 6. **Concept, about 15 min.** Side 6 reads the deepest stage, yet its receptive field (4096
+#    px) is the smallest of the six sides. Why? And why is the fused output's field equal to side
+#    1's?
 
 # %% [markdown]
 # Some checks below compare a fingerprint of your answer with a stored one

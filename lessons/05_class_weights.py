@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 5 — Class weights: the 1/8 exponent
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - compute the paper's class weights r_k and w_k by hand and in NumPy
+#   - explain why the weights use the 8th root of the imbalance, with numbers
+#   - check a NumPy definition against the library's and its torch twin
+# - **Prerequisites**: lesson 2 (masks and how rare lesion pixels are).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 60 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: introductory.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (the class weights of the loss).
+#
 # A multi-task model predicts four lesion channels at once: microaneurysms (MA),
 # haemorrhages (HE), hard exudates (EX) and soft exudates (SE). Their pixels are rare,
 # and not equally rare: in a fundus photograph the background outnumbers a lesion's pixels
@@ -219,22 +233,22 @@ print("all lesion everywhere :", equations.class_weights(np.ones((1, 4, 2, 2))))
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Write `class_weights_with(y, exponent)`: the paper's weights
-#    with any exponent $p$ in place of 1/8, for a `(B, C, H, W)` target.
-# 2. **Experiment.** For the toy batch `y`, compute `spread_by_exponent`: a dict from the
-#    exponent (1, 1/2, 1/8 as floats: `1.0`, `0.5`, `0.125`) to the ratio of the largest
+# 1. **Implementation, about 15 min.** Write `class_weights_with(y, exponent)`: the paper's
+#    weights with any exponent $p$ in place of 1/8, for a `(B, C, H, W)` target.
+# 2. **Experiment, about 10 min.** For the toy batch `y`, compute `spread_by_exponent`: a dict
+#    from the exponent (1, 1/2, 1/8 as floats: `1.0`, `0.5`, `0.125`) to the ratio of the largest
 #    to the smallest class weight. Use NumPy and the `ratio` array of the lesson.
-# 3. **Conceptual.** Why 1/8 and not 1? Answer in three or four sentences, using the
-#    numbers of exercise 2.
-# 4. **Change and observe.** Add a third image without any lesion to the batch
-#    (`np.zeros((1, 4, H, W))`) and compute its class weights `weights_three_images`
-#    with `equations.class_weights`. Does the weight of MA (the rarest lesion) rise or
-#    fall? Set `ma_weight_rises` to `True` or `False` from what you computed.
-# 5. **By hand.** Find the imbalance `r_twice_eighth` at which a lesion's unnormalized
-#    factor $r^{1/8}$ is twice that of a balanced channel ($r = 1$), and `r_twice_half`
-#    for $r^{1/2}$.
-# 6. **Conceptual.** What would happen without the $+1$ in $r_k$ in a batch without any
-#    soft exudate? And what does the $+1$ change in a batch with thousands of SE pixels?
+# 3. **Concept, about 10 min.** Why 1/8 and not 1? Answer in three or four sentences, using
+#    the numbers of exercise 2.
+# 4. **Experiment, about 10 min.** Add a third image without any lesion to the batch
+#    (`np.zeros((1, 4, H, W))`) and compute its class weights `weights_three_images` with
+#    `equations.class_weights`. Does the weight of MA (the rarest lesion) rise or fall? Set
+#    `ma_weight_rises` to `True` or `False` from what you computed.
+# 5. **Concept, by hand, about 5 min.** Find the imbalance `r_twice_eighth` at which a
+#    lesion's unnormalized factor $r^{1/8}$ is twice that of a balanced channel ($r = 1$), and
+#    `r_twice_half` for $r^{1/2}$.
+# 6. **Concept, about 10 min.** What would happen without the $+1$ in $r_k$ in a batch without
+#    any soft exudate? And what does the $+1$ change in a batch with thousands of SE pixels?
 
 # %% [markdown]
 # Some checks below compare a fingerprint of your answer with a stored one

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 6 — Focal BCE, Dice and deep supervision
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - compute focal BCE and Dice loss by hand and compare their gradients on easy and hard pixels
+#   - say what each term does for a tiny lesion, from the numbers the lesson prints
+#   - add deep supervision over the seven outputs and check it against the library
+# - **Prerequisites**: lesson 5 (class weights); lesson 4 for the side outputs.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 70 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (focal BCE with γ = 1, Dice, α = 0.75, deep supervision).
+#
 # Lesson 5 balanced the four lesion channels against each other. Inside one channel the
 # imbalance is still there: thousands of background pixels per lesion pixel. Plain binary
 # cross-entropy averages over all of them, so the many easy background pixels set the
@@ -357,22 +371,22 @@ print("largest difference, gradient of the sum vs gradient of each term alone:",
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** The project sums Dice over the whole batch. Write
-#    `dice_loss_per_image(y, y_hat, smooth=1.0)`, returning a `(B, C)` array: the Dice
-#    loss of each image and channel on its own.
-# 2. **Change and observe.** For an easy background pixel ($y = 0$, $\hat y = 0.05$),
-#    find `smallest_gamma`: the smallest integer $\gamma$ for which its focal loss is
-#    below 1 % of its plain BCE. Use `equations.focal_bce` on a 1 × 1 × 1 × 1 image.
-# 3. **Experiment.** Repeat the 3-pixel demo with background probability 0.01 instead
-#    of 0.001 (lesion found: 0.9, missed: 0.01). Compute `fbce_drop` and `dice_drop`, the
+# 1. **Implementation, about 15 min.** The project sums Dice over the whole batch. Write
+#    `dice_loss_per_image(y, y_hat, smooth=1.0)`, returning a `(B, C)` array: the Dice loss of
+#    each image and channel on its own.
+# 2. **Experiment, about 10 min.** For an easy background pixel ($y = 0$, $\hat y = 0.05$),
+#    find `smallest_gamma`: the smallest integer $\gamma$ for which its focal loss is below 1 %
+#    of its plain BCE. Use `equations.focal_bce` on a 1 × 1 × 1 × 1 image.
+# 3. **Experiment, about 10 min.** Repeat the 3-pixel demo with background probability 0.01
+#    instead of 0.001 (lesion found: 0.9, missed: 0.01). Compute `fbce_drop` and `dice_drop`, the
 #    loss drops when the lesion is found, and set `bigger_drop` to `"fbce"` or `"dice"`.
-# 4. **Implementation.** Write `weighted_deep_supervision(y, y_hats, side_weight)`: the
-#    fused output `y_hats[0]` with weight 1 and the six side outputs `y_hats[1:]` with
-#    weight `side_weight`, using `equations.lesion_loss`.
-# 5. **Conceptual.** At test time only the fused output is used. Why supervise the six
-#    side outputs at all? What would you expect with `side_weight = 0`?
-# 6. **Conceptual.** A lesion pixel the network is sure is background has $\hat y = 0.001$.
-#    Compare the gradients $\partial / \partial z$ of the focal BCE and of Dice on it,
+# 4. **Implementation, about 10 min.** Write `weighted_deep_supervision(y, y_hats,
+#    side_weight)`: the fused output `y_hats[0]` with weight 1 and the six side outputs
+#    `y_hats[1:]` with weight `side_weight`, using `equations.lesion_loss`.
+# 5. **Concept, about 10 min.** At test time only the fused output is used. Why supervise the
+#    six side outputs at all? What would you expect with `side_weight = 0`?
+# 6. **Concept, about 15 min.** A lesion pixel the network is sure is background has $\hat y =
+#    0.001$. Compare the gradients $\partial / \partial z$ of the focal BCE and of Dice on it,
 #    using the formulas of the lesson. What does this say about training with Dice alone?
 
 # %% [markdown]

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 7 — The paper's augmentation
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - write the paper's augmentation (rotation, shift, scale, flips) as one affine matrix
+#   - apply it to a photograph and its masks alike, and see what it does to one-pixel lesions
+#   - make augmentation reproducible from a seed whatever order the items load in
+# - **Prerequisites**: lessons 1 and 2 (the square photograph and its masks).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 80 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (rotation ±90°, shift ±0.1·s, scale 0.6–1.4, flips).
+#
 # IDRiD has 54 training photographs. A network with 0.29 M parameters can learn those 54
 # by heart: where the optic disc is, which way the vessels run, where this patient's
 # exudates sit. It should learn what a lesion looks like wherever it is. **Augmentation**
@@ -355,29 +369,29 @@ print("epoch 1, items 0-5:", np.round(epoch_angles(0, 1, range(6)), 1))
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Write `invert_affine(matrix)`: the (2, 3) matrix $[A' \mid b']$
-#    of the inverse map, $p = A' p' + b'$, for a (2, 3) matrix $[A \mid b]$. Use NumPy
+# 1. **Implementation, about 15 min.** Write `invert_affine(matrix)`: the (2, 3) matrix $[A'
+#    \mid b']$ of the inverse map, $p = A' p' + b'$, for a (2, 3) matrix $[A \mid b]$. Use NumPy
 #    (`np.linalg.inv` is fine), not `cv2.invertAffineTransform`.
-# 2. **Implementation.** Write `compose(first, second)`: the (2, 3) matrix of the map that
-#    applies `first`, then `second`.
-# 3. **Change and observe.** A microaneurysm at 256 px is about one pixel. Make a
-#    `(1, SIZE, SIZE)` mask with only the pixel at row 120, column 140 set. With
+# 2. **Implementation, about 15 min.** Write `compose(first, second)`: the (2, 3) matrix of
+#    the map that applies `first`, then `second`.
+# 3. **Experiment, about 15 min.** A microaneurysm at 256 px is about one pixel. Make a `(1,
+#    SIZE, SIZE)` mask with only the pixel at row 120, column 140 set. With
 #    `np.random.default_rng(0)`, draw 300 matrices one after the other with
-#    `augment.random_affine(rng, SIZE)`, warp the mask with each
-#    (`augment.apply_affine(image, mask, matrix)`), and compute `vanish_rate`, the share of
-#    draws after which no pixel is set. Which parameter decides whether it vanishes?
-# 4. **Conceptual.** The library augments the `uint8` photograph *after* CLAHE and
-#    *before* normalization. What would go wrong if it augmented the normalized input
-#    `x` instead, with the same black (zero) border? And why would CLAHE after the
-#    augmentation be a worse order?
-# 5. **Change and observe.** Compute the angles that items 0–4 of epoch 0 get when they
+#    `augment.random_affine(rng, SIZE)`, warp the mask with each (`augment.apply_affine(image,
+#    mask, matrix)`), and compute `vanish_rate`, the share of draws after which no pixel is set.
+#    Which parameter decides whether it vanishes?
+# 4. **Concept, about 10 min.** The library augments the `uint8` photograph *after* CLAHE and
+#    *before* normalization. What would go wrong if it augmented the normalized input `x`
+#    instead, with the same black (zero) border? And why would CLAHE after the augmentation be a
+#    worse order?
+# 5. **Experiment, about 15 min.** Compute the angles that items 0–4 of epoch 0 get when they
 #    are loaded in the order 0, 1, 2, 3, 4 and in the order 4, 3, 2, 1, 0, two ways:
 #    `per_item_forward` and `per_item_backward` with a generator per item,
 #    `np.random.default_rng([0, 0, i])`; `shared_forward` and `shared_backward` with one
-#    generator `np.random.default_rng(0)` shared by the items in loading order. Give each
-#    as a list indexed by item (element `i` is item `i`'s angle).
-# 6. **Conceptual.** The rotation stops at ±90°. Can the network still see a photograph
-#    turned upside down (180°)? Which orientations can it see at all, counting flips?
+#    generator `np.random.default_rng(0)` shared by the items in loading order. Give each as a
+#    list indexed by item (element `i` is item `i`'s angle).
+# 6. **Concept, about 10 min.** The rotation stops at ±90°. Can the network still see a
+#    photograph turned upside down (180°)? Which orientations can it see at all, counting flips?
 
 # %% [markdown]
 # Some checks below compare a fingerprint of your answer with a stored one

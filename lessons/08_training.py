@@ -9,6 +9,21 @@
 # %% [markdown]
 # # Lesson 8 — Training: single-, dual- and multi-task
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - take one training step by hand: seven outputs, the deep-supervision loss, Adam in NumPy
+#   - follow the learning-rate schedule over 400 epochs
+#   - train single-, dual- and multi-task models and reproduce the library's training loop
+# - **Prerequisites**: lessons 4, 6 and 7 (the network, the loss, the augmentation).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 100 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: advanced.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (Adam, lr 1e-3, weight decay 1e-4, 400 epochs, the schedule; st, dt and mt
+#   models).
+#
 # The earlier lessons built the parts: photographs and masks (lessons 1, 2, 7), the
 # network (3, 4) and the loss (5, 6). Training joins them in one short loop, repeated
 # thousands of times:
@@ -465,32 +480,32 @@ print(f"lesson run time so far: {time.perf_counter() - began:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Conceptual.** With Adam, what does the learning rate set (think of the histogram
-#    of the first step)? Why would training at $10^{-3}$ to the end be a bad idea, and why
-#    does the paper wait until epoch 115 before lowering it?
-# 2. **By hand.** Write `first_epoch_below(threshold, lr0=1e-3)`: the first epoch
-#    (counted from 0) at which the paper's learning rate is below `threshold`, from the
-#    formula of the schedule (a logarithm, no loop over epochs). At which epoch does the
-#    rate first fall below $10^{-4}$?
-# 3. **Implementation.** torch's `AdamW` *decouples* the weight decay: the gradient stays
-#    $g$, and the weight shrinks by its own step, $\theta \leftarrow \theta - \mathrm{lr}\,
-#    \lambda\, \theta$, before the Adam step. Write `adamw_numpy(theta, grad, m, v, t, lr,
-#    weight_decay)` for one array, returning the new `(theta, m, v)`; betas 0.9, 0.999,
+# 1. **Concept, about 10 min.** With Adam, what does the learning rate set (think of the
+#    histogram of the first step)? Why would training at $10^{-3}$ to the end be a bad idea, and
+#    why does the paper wait until epoch 115 before lowering it?
+# 2. **Implementation, by hand, about 20 min.** Write `first_epoch_below(threshold,
+#    lr0=1e-3)`: the first epoch (counted from 0) at which the paper's learning rate is below
+#    `threshold`, from the formula of the schedule (a logarithm, no loop over epochs). At which
+#    epoch does the rate first fall below $10^{-4}$?
+# 3. **Implementation, about 25 min.** torch's `AdamW` *decouples* the weight decay: the
+#    gradient stays $g$, and the weight shrinks by its own step, $\theta \leftarrow \theta -
+#    \mathrm{lr}\, \lambda\, \theta$, before the Adam step. Write `adamw_numpy(theta, grad, m, v,
+#    t, lr, weight_decay)` for one array, returning the new `(theta, m, v)`; betas 0.9, 0.999,
 #    eps $10^{-8}$.
-# 4. **Change and observe.** Take the batch target `y_numpy` of the lesson and the
-#    prediction $\hat y = 0.3$ everywhere. Compute `st_losses`, a dict from each lesion to
-#    the loss a single-task model would have (`equations.lesion_loss` on that lesion's
-#    channel alone, shape (B, 1, H, W)), and `mt_loss`, the multi-task loss on all four
-#    channels. How does `mt_loss` follow from the four st losses? Set `mt_over_mean_st`
-#    to `mt_loss` divided by the mean of the st losses.
-# 5. **Change and observe.** Deep supervision feeds the deepest stage directly: side
+# 4. **Experiment, about 15 min.** Take the batch target `y_numpy` of the lesson and the
+#    prediction $\hat y = 0.3$ everywhere. Compute `st_losses`, a dict from each lesion to the
+#    loss a single-task model would have (`equations.lesion_loss` on that lesion's channel alone,
+#    shape (B, 1, H, W)), and `mt_loss`, the multi-task loss on all four channels. How does
+#    `mt_loss` follow from the four st losses? Set `mt_over_mean_st` to `mt_loss` divided by the
+#    mean of the st losses.
+# 5. **Experiment, about 20 min.** Deep supervision feeds the deepest stage directly: side
 #    output 6 reads En_6. From the initial weights (`torch.manual_seed(0)`, then
-#    `build_model("xs", 4)`), compute on the lesson's batch `x`, `y` the norm of the
-#    gradient of all parameters of `encoders[5]` (En_6) with the deep-supervision loss,
-#    `grad_norm_deep`, and with the fused output's loss alone, `grad_norm_fused`. Set
-#    `deep_reaches_further` to whether the first is larger.
-# 6. **Conceptual.** Our hand loop and `train.run` gave the same weights to the last bit.
-#    Which of the steps of the loop would break that if done differently (name three),
+#    `build_model("xs", 4)`), compute on the lesson's batch `x`, `y` the norm of the gradient of
+#    all parameters of `encoders[5]` (En_6) with the deep-supervision loss, `grad_norm_deep`, and
+#    with the fused output's loss alone, `grad_norm_fused`. Set `deep_reaches_further` to whether
+#    the first is larger.
+# 6. **Concept, about 10 min.** Our hand loop and `train.run` gave the same weights to the
+#    last bit. Which of the steps of the loop would break that if done differently (name three),
 #    and why does `--resume` need the same care?
 
 # %% [markdown]

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 9 — Evaluation: PR curves, AUPR, Dice and the real photograph
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - compute a PR curve and its AUPR in NumPy, and read ROC against AUPR
+#   - tell AUPR from Dice at a threshold, and pool pixels over photographs as the paper does
+#   - put the shipped model's Table 1 beside the paper's and read its overlays
+# - **Prerequisites**: lesson 8 (a trained model); lesson 2 for the masks.
+# - **Time on a laptop CPU**: 1–2 min to run top to bottom; about 105 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Table 1 (AUPR per lesion on the IDRiD test split).
+#
 # A lesion map is a probability per pixel. To say how good a model is, we compare its
 # maps with the masks an ophthalmologist drew, over every pixel of every test
 # photograph. Lesion pixels are rare: microaneurysms cover well under 0.1 % of a
@@ -502,31 +516,29 @@ print(f"lesson run time: {time.perf_counter() - began:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# 1. **By hand.** Eight pixels, target `y_ex1 = [1, 1, 0, 1, 0, 0, 0, 1]` and scores
-#    `s_ex1 = [0.95, 0.7, 0.7, 0.5, 0.4, 0.3, 0.3, 0.1]`. Write the table of thresholds,
-#    TP, FP, precision and recall on paper, and set `ap_by_hand` to the AUPR as a sum of
-#    fractions (write the arithmetic, e.g. `(1 + 2 / 3) / 4`, not a call to a library).
-# 2. **Implementation.** Write `best_dice(y, scores)`, returning `(threshold, dice)`: the
-#    threshold among the distinct scores that gives the highest Dice, and that Dice.
+# 1. **Concept, by hand, about 15 min.** Eight pixels, target `y_ex1 = [1, 1, 0, 1, 0, 0, 0,
+#    1]` and scores `s_ex1 = [0.95, 0.7, 0.7, 0.5, 0.4, 0.3, 0.3, 0.1]`. Write the table of
+#    thresholds, TP, FP, precision and recall on paper, and set `ap_by_hand` to the AUPR as a sum
+#    of fractions (write the arithmetic, e.g. `(1 + 2 / 3) / 4`, not a call to a library).
+# 2. **Implementation, about 30 min.** Write `best_dice(y, scores)`, returning `(threshold,
+#    dice)`: the threshold among the distinct scores that gives the highest Dice, and that Dice.
 #    Vectorize it as `average_precision` does (sort once, cumulative sums), no loop over
 #    thresholds.
-# 3. **Change and observe.** The library pools the pixels of all test photographs. For
-#    hard exudates on our synthetic test set (`y_test`, `y_hat_test`), compute `pooled`,
-#    the pooled AUPR, and `per_image_mean`, the mean of the per-photograph AUPRs over the
-#    photographs that have EX pixels. Set `pooled_is_higher`. What does each average
-#    give weight to?
-# 4. **Implementation.** Two GPUs each scored half of a test set into their own
-#    `PRAccumulator`. Write `merge(a, b)`: a new accumulator holding both (the same bins
-#    and threshold), leaving `a` and `b` unchanged, so that `merge(a, b).aupr()` and
-#    `.dice()` are those of one accumulator fed everything.
-# 5. **Conceptual.** Compare the lesson model's real-test scores with its synthetic ones.
-#    Name three differences between our
-#    synthetic training photographs and a real one that can explain the model's mistakes,
-#    and say what you would change first to close the gap, and how you would measure
-#    that it closed.
-# 6. **Conceptual.** A colleague prefers Dice at 0.5 to AUPR "because it is what the
-#    overlay shows". Give one argument for each side, and say which number you would put
-#    in a table that compares models, and which you would use to set up a screening app.
+# 3. **Experiment, about 15 min.** The library pools the pixels of all test photographs. For
+#    hard exudates on our synthetic test set (`y_test`, `y_hat_test`), compute `pooled`, the
+#    pooled AUPR, and `per_image_mean`, the mean of the per-photograph AUPRs over the photographs
+#    that have EX pixels. Set `pooled_is_higher`. What does each average give weight to?
+# 4. **Implementation, about 20 min.** Two GPUs each scored half of a test set into their own
+#    `PRAccumulator`. Write `merge(a, b)`: a new accumulator holding both (the same bins and
+#    threshold), leaving `a` and `b` unchanged, so that `merge(a, b).aupr()` and `.dice()` are
+#    those of one accumulator fed everything.
+# 5. **Concept, about 15 min.** Compare the lesson model's real-test scores with its synthetic
+#    ones. Name three differences between our synthetic training photographs and a real one that
+#    can explain the model's mistakes, and say what you would change first to close the gap, and
+#    how you would measure that it closed.
+# 6. **Concept, about 10 min.** A colleague prefers Dice at 0.5 to AUPR "because it is what
+#    the overlay shows". Give one argument for each side, and say which number you would put in a
+#    table that compares models, and which you would use to set up a screening app.
 
 # %% tags=["solution"] exercise=1
 y_ex1 = np.array([1, 1, 0, 1, 0, 0, 0, 1], dtype=bool)  # (8,)

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 10 — Mobile: parameters, megabytes and speed
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - count the shipped model's parameters and megabytes in fp32, fp16 and int8
+#   - set its multiply-accumulates against a measured matrix-multiply rate
+#   - fold batch norm in NumPy, export to ONNX and compare the speed of the inference paths
+# - **Prerequisites**: lesson 4 (P(b, k) and MACs); lesson 3 for batch norm.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 100 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   U²-XS-Net's 0.29 M parameters and its 44 fps on a GPU.
+#
 # Diabetic retinopathy screening happens where the patients are: in a clinic far from a
 # hospital, with a hand-held fundus camera and, often, a phone. Siebert & Rostalski
 # (MIDL 2021) shrink U²-Net to **U²-XS-Net** so that the lesion maps could be computed
@@ -547,31 +561,30 @@ print(f"lesson run time: {time.perf_counter() - began:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Batch norm can also come *before* a convolution. Write
-#    `fold_bn_into_next_conv(gamma, beta, mean, var, weight, bias, eps)`: NumPy arrays of a
-#    batch norm on $C$ channels and a **1 × 1** convolution $C \to O$ after it (`weight`
-#    `(O, C, 1, 1)`, `bias` `(O,)`); return `(weight', bias')` of one convolution equal to
-#    `conv(bn(x))`.
-# 2. **Implementation.** Write `largest_tensor_bytes(network, size, bytes_per_value=4)`:
-#    the bytes of the largest single tensor that any module of `network` (the network
-#    itself included) takes as input or returns, for one `(1, 3, size, size)` input. Use
-#    forward hooks. Print its value for `xs` at 512 × 512 next to the weights' bytes.
-# 3. **Change and observe.** Write `predicted_macs(network, size)`: the MACs of `network`
-#    at size × size for a size that is a multiple of 32, predicted from one count at
-#    32 × 32; and `largest_size_for(network, fps, gflops_per_s)`: the largest multiple of
-#    32 (0 if none) at which the arithmetic floor allows `fps` frames per second at a rate
-#    of `gflops_per_s`. Print the answer for XS at 1 fps and at 44 fps with this core's
+# 1. **Implementation, about 20 min.** Batch norm can also come *before* a convolution. Write
+#    `fold_bn_into_next_conv(gamma, beta, mean, var, weight, bias, eps)`: NumPy arrays of a batch
+#    norm on $C$ channels and a **1 × 1** convolution $C \to O$ after it (`weight` `(O, C, 1,
+#    1)`, `bias` `(O,)`); return `(weight', bias')` of one convolution equal to `conv(bn(x))`.
+# 2. **Implementation, about 20 min.** Write `largest_tensor_bytes(network, size,
+#    bytes_per_value=4)`: the bytes of the largest single tensor that any module of `network`
+#    (the network itself included) takes as input or returns, for one `(1, 3, size, size)` input.
+#    Use forward hooks. Print its value for `xs` at 512 × 512 next to the weights' bytes.
+# 3. **Experiment, about 20 min.** Write `predicted_macs(network, size)`: the MACs of
+#    `network` at size × size for a size that is a multiple of 32, predicted from one count at 32
+#    × 32; and `largest_size_for(network, fps, gflops_per_s)`: the largest multiple of 32 (0 if
+#    none) at which the arithmetic floor allows `fps` frames per second at a rate of
+#    `gflops_per_s`. Print the answer for XS at 1 fps and at 44 fps with this core's
 #    `matmul_gflops`.
-# 4. **Change and observe.** Write `quantize_per_channel(weight)`: int8 with one scale
+# 4. **Experiment, about 20 min.** Write `quantize_per_channel(weight)`: int8 with one scale
 #    per output channel, returning `(q, scale)` with `q` int8 of the shape of `weight` and
-#    `scale` of shape `(O,)`. Apply it to the folded De_1 weight `weight` of section 1 and
-#    set `per_channel_error` to the relative error of its smallest channel (as printed in
-#    section 1 for one scale per tensor). What changes, and why?
-# 5. **Conceptual.** The paper reports 44 fps on an RTX 2080 Ti. List what you would
-#    need to know to compare that figure with the table of section 5, and say what you
+#    `scale` of shape `(O,)`. Apply it to the folded De_1 weight `weight` of section 1 and set
+#    `per_channel_error` to the relative error of its smallest channel (as printed in section 1
+#    for one scale per tensor). What changes, and why?
+# 5. **Concept, about 10 min.** The paper reports 44 fps on an RTX 2080 Ti. List what you
+#    would need to know to compare that figure with the table of section 5, and say what you
 #    would measure to decide whether XS suits a particular phone.
-# 6. **Conceptual.** At 512 × 512 the weights of XS are about 1 MB, its activations a few
-#    hundred MB. Why is it the activations that decide whether the model fits a small
+# 6. **Concept, about 10 min.** At 512 × 512 the weights of XS are about 1 MB, its activations
+#    a few hundred MB. Why is it the activations that decide whether the model fits a small
 #    device, and what could you change to shrink them, without retraining and with it?
 
 # %% [markdown]

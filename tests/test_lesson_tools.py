@@ -522,6 +522,22 @@ def test_lessons_carry_the_one_answer_digest(path):
     )
 
 
+@pytest.mark.parametrize("path", REAL_LESSONS, ids=lambda path: path.stem)
+def test_every_lesson_opens_with_its_glance_and_labels_every_exercise(path):
+    notebook = jupytext.read(path)
+    opening = next(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    for field in ("**You will learn to**", "**Prerequisites**:", "**Time on a laptop CPU**:", "**Difficulty**:",
+                  "**Paper**:", "(https://openreview.net/"):
+        assert field in opening, f"{path.name}: the opening cell lacks {field}"
+    assert re.search(r"\*\*Difficulty\*\*: (introductory|intermediate|advanced)\.", opening), path.name
+    statements = K.statements(notebook)
+    assert sorted(statements) == sorted(X.exercises(notebook)), f"{path.name}: one statement per exercise"
+    for number, statement in statements.items():
+        assert re.match(r"\*\*(Concept|Experiment|Implementation)(, by hand)?, about \d+ min\.\*\* ", statement), (
+            f"{path.name} exercise {number} must open with its kind and minutes, got {statement[:60]!r}"
+        )
+
+
 @pytest.mark.slow  # runs every lesson's student version: about as long as the lessons themselves
 @pytest.mark.parametrize("path", REAL_LESSONS, ids=lambda path: path.stem)
 def test_a_real_student_notebook_grades_not_attempted_everywhere(path, tmp_path):
