@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh clone with Python 3.11:
-#   make test   creates .venv, installs requirements.txt and the project, runs every test and lesson
+#   make test   creates .venv, installs requirements.txt and the project, runs every lesson once
+#               (building the book) and every test
 #   make demo   the main job on built-in data
 # and for the course:
 #   make student   blank exercises in student/ (never overwritten, never cleaned)
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 LESSON_SOURCES := $(sort $(wildcard lessons/[0-9][0-9]_*.py))
 LESSON_NOTEBOOKS := $(LESSON_SOURCES:.py=.ipynb)
 
-.PHONY: test demo lessons student answer-key gradebook train train-cpu clean
+.PHONY: test demo lessons student answer-key gradebook book train train-cpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,20 +35,29 @@ lessons: $(LESSON_NOTEBOOKS)
 student: $(STAMP)
 	$(PY) -m lessons.make_student student --keep
 
-test: $(STAMP) lessons
-	# one torch thread per worker: two workers already fill a 2-core machine
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --nbmake tests $(LESSON_NOTEBOOKS)
+# Every lesson runs once, in the book's build, which fails when a lesson's body, a solution
+# or its check raises, or a check passes on the blank student version; the tests then read
+# the built book in a browser. One torch thread per process: two already fill 2 cores.
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m lessons.book build/book; book=$$?; \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests && exit $$book
+
+# The course as static HTML, readable offline: build/book/student/index.html (exercises blank)
+# and build/book/solutions/index.html, each with the docs.
+book: $(STAMP)
+	$(PY) -m lessons.book build/book
 
 demo: $(STAMP)
 	$(PY) -m u2net_mini.demo
 
-# The instructor's answer key (solutions, why they are right, how each is checked), apart from student/
+# The instructor's answer key (solutions, why they are right, how each is checked), outside
+# student/
 answer-key: $(STAMP)
 	$(PY) -m lessons.answer_key build/answer_key
 
 # A class's gradebook: make gradebook CLASS=DIR (DIR/STUDENT/NN_name.ipynb) writes DIR/../grades.csv
 gradebook: $(STAMP)
-	$(if $(CLASS),,$(error CLASS=DIR is required: one folder per student, holding the student's notebooks))
+	$(if $(CLASS),,$(error CLASS=DIR is required: a folder per student, with their notebooks))
 	$(PY) -m lessons.gradebook "$(CLASS)" --out "$(CLASS)/../grades.csv"
 
 # The paper's full protocol (a GPU's job): make train [DATA=/path/to/IDRiD] [MODE=st|dt|mt] [ARGS="--resume"]

@@ -554,12 +554,21 @@ print(width_by_threshold)
 
 # %% tags=["check"] exercise=3
 assert set(width_by_threshold) == {10, 20, 30, 45, 60}, f"one width per threshold expected, got {set(width_by_threshold)}"
-assert all(isinstance(_w, (int, np.integer)) for _w in width_by_threshold.values()), "widths are whole pixels"
+_whole = all(isinstance(_w, (int, np.integer)) for _w in width_by_threshold.values())
+assert _whole, "widths are whole pixels"
 _widths = [width_by_threshold[_t] for _t in (10, 20, 30, 45, 60)]
-assert _widths == sorted(_widths, reverse=True), f"a higher threshold cannot give a wider box, got {_widths}"
-assert answer_digest(width_by_threshold) == "88d289468e4d", "the widths are not x1 - x0 of IDRiD_01's disc boxes"
-assert isinstance(glow_joins_below_30, (bool, np.bool_)), "glow_joins_below_30 must be True or False"
-assert answer_digest(glow_joins_below_30) == "3cbc87c7681f", "look again at the widths at 10 and at 30"
+assert _widths == sorted(_widths, reverse=True), (
+    f"a higher threshold cannot give a wider box, got {_widths}"
+)
+assert answer_digest(width_by_threshold) == "88d289468e4d", (
+    "the widths are not x1 - x0 of IDRiD_01's disc boxes"
+)
+assert isinstance(glow_joins_below_30, (bool, np.bool_)), (
+    "glow_joins_below_30 must be True or False"
+)
+assert answer_digest(glow_joins_below_30) == "3cbc87c7681f", (
+    "look again at the widths at 10 and at 30"
+)
 print("exercise 3: correct")
 
 # %% tags=["solution"] exercise=4
@@ -575,13 +584,18 @@ detail_by_clip = {
 print(detail_by_clip)
 
 # %% tags=["check"] exercise=4
-assert set(detail_by_clip) == {1.0, 2.0, 4.0, 8.0}, f"keys 1.0, 2.0, 4.0, 8.0 expected, got {set(detail_by_clip)}"
+assert set(detail_by_clip) == {1.0, 2.0, 4.0, 8.0}, (
+    f"keys 1.0, 2.0, 4.0, 8.0 expected, got {set(detail_by_clip)}"
+)
 _unclipped = local_detail(squares["IDRiD_55"], inner["IDRiD_55"])
-assert all(_detail > _unclipped for _detail in detail_by_clip.values()), "CLAHE at any limit adds local detail"
+assert all(_detail > _unclipped for _detail in detail_by_clip.values()), (
+    "CLAHE at any limit adds local detail"
+)
 assert answer_digest(detail_by_clip, digits=3) == "82d2898e50a1", (
     "not the local detail of IDRiD_55's square after enhance.clahe at each clip limit"
 )
 print("exercise 4: correct")
+
 
 # %% tags=["solution"] exercise=5
 def clahe_green(image):
@@ -599,7 +613,9 @@ def clahe_green(image):
 # %% tags=["check"] exercise=5
 for _name, _square in squares.items():
     _ours = clahe_green(_square)  # (512, 512, 3)
-    assert np.array_equal(_ours[..., [0, 2]], _square[..., [0, 2]]), f"{_name}: red and blue must not change"
+    assert np.array_equal(_ours[..., [0, 2]], _square[..., [0, 2]]), (
+        f"{_name}: red and blue must not change"
+    )
     _expected = enhance.clahe(_square, channel="green")  # (512, 512, 3)
     assert np.array_equal(_ours, _expected), (
         f"{_name}: differs from enhance.clahe(channel='green') by up to {np.abs(_ours.astype(int) - _expected).max()}"

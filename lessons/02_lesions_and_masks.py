@@ -560,8 +560,11 @@ print(count_ratio_by_rule)
 
 # %% tags=["check"] exercise=4
 assert set(count_ratio_by_rule) == set(pipeline.MASK_RULES), f"one ratio per rule expected, got {set(count_ratio_by_rule)}"
-assert all(0 < _ratio <= 1 for _ratio in count_ratio_by_rule.values()), f"ratios in (0, 1] expected: {count_ratio_by_rule}"
-assert answer_digest(count_ratio_by_rule) == "8c4d8c562a64", "not pieces after / lesions before at 72 × 72 for each rule"
+_ratios = list(count_ratio_by_rule.values())
+assert all(0 < _r <= 1 for _r in _ratios), f"ratios in (0, 1] expected: {count_ratio_by_rule}"
+assert answer_digest(count_ratio_by_rule) == "8c4d8c562a64", (
+    "not pieces after / lesions before at 72 × 72 for each rule"
+)
 print("exercise 4: correct")
 
 # %% [markdown] tags=["solution"] exercise=5
@@ -579,7 +582,9 @@ print("exercise 4: correct")
 
 # %% tags=["solution"] exercise=6
 ### BEGIN SOLUTION
-ma_area_ratio = make_fundus(SEED, 512)[1][0].sum() / make_fundus(SEED, 512, visible_at=None)[1][0].sum()
+ma_area_ratio = (
+    make_fundus(SEED, 512)[1][0].sum() / make_fundus(SEED, 512, visible_at=None)[1][0].sum()
+)
 # Far more MA pixels: each microaneurysm is drawn at least 2 px wide at 160 px. A small
 # model trained for minutes at 128–192 px could not see a sub-pixel dot at all; the
 # exaggeration keeps the lesson's training runs meaningful, and visible_at=None gives the
@@ -588,7 +593,9 @@ ma_area_ratio = make_fundus(SEED, 512)[1][0].sum() / make_fundus(SEED, 512, visi
 print(ma_area_ratio)
 
 # %% tags=["check"] exercise=6
-assert ma_area_ratio > 1, f"the drawn microaneurysms are larger than the real ones, got a ratio of {ma_area_ratio}"
+assert ma_area_ratio > 1, (
+    f"the drawn microaneurysms are larger than the real ones, got a ratio of {ma_area_ratio}"
+)
 assert answer_digest(ma_area_ratio) == "d7fcd7b6db41", (
     f"expected MA pixels (default) / MA pixels (visible_at=None), got {ma_area_ratio}"
 )

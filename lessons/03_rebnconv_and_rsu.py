@@ -649,11 +649,17 @@ holes_222, holes_124 = holes[(2, 2, 2)], holes[(1, 2, 4)]
 print("holes with (2, 2, 2):", holes_222, "  with (1, 2, 4):", holes_124)
 
 # %% tags=["check"] exercise=3
-for _dilations, _answer, _digest in (((2, 2, 2), holes_222, "2abaca4911e6"), ((1, 2, 4), holes_124, "5feceb66ffc8")):
-    assert isinstance(_answer, (int, np.integer)), f"holes for {_dilations} must be an int, got {_answer!r}"
-    assert 0 <= _answer < 41 * 41, f"dilations {_dilations}: {_answer} holes cannot be in a 41 × 41 response"
+_cases = (((2, 2, 2), holes_222, "2abaca4911e6"), ((1, 2, 4), holes_124, "5feceb66ffc8"))
+for _dilations, _answer, _digest in _cases:
+    assert isinstance(_answer, (int, np.integer)), (
+        f"holes for {_dilations} must be an int, got {_answer!r}"
+    )
+    assert 0 <= _answer < 41 * 41, (
+        f"dilations {_dilations}: {_answer} holes cannot be in a 41 × 41 response"
+    )
     assert answer_digest(_answer) == _digest, f"dilations {_dilations}: {_answer} holes is wrong"
 print("exercise 3: correct")
+
 
 # %% tags=["solution"] exercise=4
 def rsu4f_numpy(state, x):
@@ -671,8 +677,12 @@ def rsu4f_numpy(state, x):
         skips.append(h)
     h = rebnconv_numpy(state, "bottom", h, dilation=8)  # (B, mid, H, W)
     for level in reversed(range(len(dilations))):
-        h = rebnconv_numpy(state, f"decoder.{level}", np.concatenate([h, skips[level]], axis=1),
-                           dilation=dilations[level])  # (B, mid or out, H, W)
+        h = rebnconv_numpy(
+            state,
+            f"decoder.{level}",
+            np.concatenate([h, skips[level]], axis=1),
+            dilation=dilations[level],
+        )  # (B, mid or out, H, W)
     return h + f1  # (B, out, H, W)
     ### END SOLUTION
 
@@ -684,7 +694,9 @@ _x = _rng.normal(size=(2, 6, 11, 13))  # (B, C, H, W)
 _ours = rsu4f_numpy(reference.numpy_state_dict(_block), _x)
 with torch.no_grad():
     _expected = _block(torch.from_numpy(_x)).numpy()  # (2, 12, 11, 13)
-assert np.shape(_ours) == _expected.shape, f"output shape {np.shape(_ours)}, expected {_expected.shape}"
+assert np.shape(_ours) == _expected.shape, (
+    f"output shape {np.shape(_ours)}, expected {_expected.shape}"
+)
 _gap = np.abs(_ours - _expected).max()
 assert _gap < 1e-10, f"differs from rsu.RSU4F by {_gap}"
 print("exercise 4: correct")
@@ -704,11 +716,19 @@ print("largest difference, silenced block vs F_1(x):", np.abs(out_silenced - f1)
 # %% tags=["check"] exercise=5
 assert silenced is not block, "silenced must be a copy of block, not block itself"
 with torch.no_grad():
-    assert np.allclose(block(x_torch).numpy(), out_torch), "block itself was changed: work on a copy"
-    assert silenced.decoder[0].bn.bias.max().item() <= -1000 + 1e-9, "set decoder[0].bn.bias of the copy to -1000"
+    assert np.allclose(block(x_torch).numpy(), out_torch), (
+        "block itself was changed: work on a copy"
+    )
+    assert silenced.decoder[0].bn.bias.max().item() <= -1000 + 1e-9, (
+        "set decoder[0].bn.bias of the copy to -1000"
+    )
     _copy_output = silenced(x_torch)  # (1, 32, 45, 61)
-assert np.allclose(np.asarray(out_silenced), _copy_output.numpy()), "out_silenced is not the silenced block's output"
-assert isinstance(silenced_equals_f1, (bool, np.bool_)), f"silenced_equals_f1 must be True or False, got {silenced_equals_f1!r}"
+assert np.allclose(np.asarray(out_silenced), _copy_output.numpy()), (
+    "out_silenced is not the silenced block's output"
+)
+assert isinstance(silenced_equals_f1, (bool, np.bool_)), (
+    f"silenced_equals_f1 must be True or False, got {silenced_equals_f1!r}"
+)
 assert answer_digest(silenced_equals_f1) == "3cbc87c7681f", "compare out_silenced with f1 again"
 print("exercise 5: correct")
 

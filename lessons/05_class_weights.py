@@ -321,8 +321,10 @@ print(spread_by_exponent)
 assert set(spread_by_exponent) == {1.0, 0.5, 0.125}, f"keys 1.0, 0.5, 0.125 expected, got {set(spread_by_exponent)}"
 _spreads = [spread_by_exponent[_p] for _p in (0.125, 0.5, 1.0)]
 assert all(_s >= 1 for _s in _spreads), f"largest / smallest is at least 1, got {_spreads}"
-assert _spreads == sorted(_spreads), f"a larger exponent cannot narrow the spread, got {_spreads} for 1/8, 1/2, 1"
-assert answer_digest(spread_by_exponent) == "7927120c13a4", f"the spreads {spread_by_exponent} are not right"
+assert _spreads == sorted(_spreads), f"a larger exponent cannot narrow the spread: {_spreads}"
+assert answer_digest(spread_by_exponent) == "7927120c13a4", (
+    f"the spreads {spread_by_exponent} are not right"
+)
 print("exercise 2: correct")
 
 # %% [markdown] tags=["solution"] exercise=3
@@ -347,11 +349,19 @@ print("two images  :", weights)
 print("three images:", weights_three_images)
 
 # %% tags=["check"] exercise=4
-assert np.shape(weights_three_images) == (4,), f"one weight per lesion expected, got {np.shape(weights_three_images)}"
+assert np.shape(weights_three_images) == (4,), (
+    f"one weight per lesion expected, got {np.shape(weights_three_images)}"
+)
 assert np.isclose(np.sum(weights_three_images), 1), "class weights sum to 1"
-assert answer_digest(weights_three_images) == "0669dff68b7f", "weights of the three-image batch are wrong"
-assert isinstance(ma_weight_rises, (bool, np.bool_)), f"ma_weight_rises must be True or False, got {ma_weight_rises!r}"
-assert answer_digest(ma_weight_rises) == "60a33e6cf515", "look again at the MA weight before and after"
+assert answer_digest(weights_three_images) == "0669dff68b7f", (
+    "weights of the three-image batch are wrong"
+)
+assert isinstance(ma_weight_rises, (bool, np.bool_)), (
+    f"ma_weight_rises must be True or False, got {ma_weight_rises!r}"
+)
+assert answer_digest(ma_weight_rises) == "60a33e6cf515", (
+    "look again at the MA weight before and after"
+)
 print("exercise 4: correct")
 
 # %% tags=["solution"] exercise=5
@@ -363,7 +373,9 @@ r_twice_half = 2.0**2  # r^(1/2) = 2
 ### END SOLUTION
 
 # %% tags=["check"] exercise=5
-assert np.isclose(r_twice_eighth ** (1 / 8), 2 * 1 ** (1 / 8)), f"r_twice_eighth^(1/8) must be 2, got {r_twice_eighth}"
+assert np.isclose(r_twice_eighth ** (1 / 8), 2 * 1 ** (1 / 8)), (
+    f"r_twice_eighth^(1/8) must be 2, got {r_twice_eighth}"
+)
 assert np.isclose(r_twice_half**0.5, 2), f"r_twice_half^(1/2) must be 2, got {r_twice_half}"
 print("exercise 5: correct")
 

@@ -461,7 +461,9 @@ print("smallest gamma:", smallest_gamma)
 # %% tags=["check"] exercise=2
 assert float(smallest_gamma).is_integer(), f"smallest_gamma must be an integer, got {smallest_gamma}"
 assert smallest_gamma >= 1, "gamma = 0 is plain BCE: 100 % of itself"
-assert answer_digest(int(smallest_gamma)) == "d4735e3a265e", f"gamma = {smallest_gamma} is not the smallest that is enough"
+assert answer_digest(int(smallest_gamma)) == "d4735e3a265e", (
+    f"gamma = {smallest_gamma} is not the smallest that is enough"
+)
 print("exercise 2: correct")
 
 # %% tags=["solution"] exercise=3
@@ -478,12 +480,21 @@ bigger_drop = "dice" if dice_drop > fbce_drop else "fbce"
 print(f"fBCE drop {fbce_drop:.5f}, Dice drop {dice_drop:.3f}: the bigger is {bigger_drop}")
 
 # %% tags=["check"] exercise=3
-assert fbce_drop > 0 and dice_drop > 0, f"finding the lesson must lower both losses, got {fbce_drop}, {dice_drop}"
-assert answer_digest(fbce_drop, digits=3) == "d5651e2b6e31", f"fbce_drop: {fbce_drop} is not the focal BCE's drop"
-assert answer_digest(dice_drop) == "d0867720a8b0", f"dice_drop: {dice_drop} is not the Dice loss's drop"
+assert fbce_drop > 0 and dice_drop > 0, (
+    f"finding the lesson must lower both losses, got {fbce_drop}, {dice_drop}"
+)
+assert answer_digest(fbce_drop, digits=3) == "d5651e2b6e31", (
+    f"fbce_drop: {fbce_drop} is not the focal BCE's drop"
+)
+assert answer_digest(dice_drop) == "d0867720a8b0", (
+    f"dice_drop: {dice_drop} is not the Dice loss's drop"
+)
 assert bigger_drop in ("fbce", "dice"), f'bigger_drop must be "fbce" or "dice", got {bigger_drop!r}'
-assert answer_digest(bigger_drop) == "cd0027fc421e", f"bigger_drop {bigger_drop!r} does not match the drops"
+assert answer_digest(bigger_drop) == "cd0027fc421e", (
+    f"bigger_drop {bigger_drop!r} does not match the drops"
+)
 print("exercise 3: correct")
+
 
 # %% tags=["solution"] exercise=4
 def weighted_deep_supervision(y, y_hats, side_weight):
@@ -492,17 +503,25 @@ def weighted_deep_supervision(y, y_hats, side_weight):
     # Why: the paper's deep supervision is this sum with side_weight = 1; the loss is linear in
     # side_weight, and 0 leaves the fused output alone.
     fused, sides = y_hats[0], y_hats[1:]
-    return equations.lesion_loss(y, fused) + side_weight * sum(equations.lesion_loss(y, p) for p in sides)
+    return equations.lesion_loss(y, fused) + side_weight * sum(
+        equations.lesion_loss(y, p) for p in sides
+    )
     ### END SOLUTION
 
 
 # %% tags=["check"] exercise=4
 _one = weighted_deep_supervision(y_ds, y_hats_ds, 1.0)
-assert np.isclose(_one, equations.deep_supervision_loss(y_ds, y_hats_ds)), f"side_weight = 1 must give the paper's sum, got {_one}"
+assert np.isclose(_one, equations.deep_supervision_loss(y_ds, y_hats_ds)), (
+    f"side_weight = 1 must give the paper's sum, got {_one}"
+)
 _zero = weighted_deep_supervision(y_ds, y_hats_ds, 0.0)
-assert np.isclose(_zero, equations.lesion_loss(y_ds, y_hats_ds[0])), f"side_weight = 0 must leave the fused output only, got {_zero}"
+assert np.isclose(_zero, equations.lesion_loss(y_ds, y_hats_ds[0])), (
+    f"side_weight = 0 must leave the fused output only, got {_zero}"
+)
 _half = weighted_deep_supervision(y_ds, y_hats_ds, 0.5)
-assert np.isclose(_half, (_one + _zero) / 2), f"the loss must be linear in side_weight, got {_half} at 0.5"
+assert np.isclose(_half, (_one + _zero) / 2), (
+    f"the loss must be linear in side_weight, got {_half} at 0.5"
+)
 print("exercise 4: correct")
 
 # %% [markdown] tags=["solution"] exercise=5

@@ -494,8 +494,10 @@ print(vanish_rate)
 
 # %% tags=["check"] exercise=3
 assert 0 <= vanish_rate <= 1, f"a share is between 0 and 1, got {vanish_rate}"
-assert float(vanish_rate * 300).is_integer(), f"a share of 300 draws is a multiple of 1/300, got {vanish_rate}"
-assert answer_digest(vanish_rate) == "44896b093657", f"got {vanish_rate}: not the share of the 300 draws in order"
+assert float(vanish_rate * 300).is_integer(), f"a share of 300 draws: k / 300, got {vanish_rate}"
+assert answer_digest(vanish_rate) == "44896b093657", (
+    f"got {vanish_rate}: not the share of the 300 draws in order"
+)
 print("exercise 3: correct")
 
 # %% [markdown] tags=["solution"] exercise=4
@@ -510,6 +512,7 @@ print("exercise 3: correct")
 # next and differently from the photographs at prediction time, which are never
 # augmented; CLAHE first makes the enhancement a property of the photograph alone.
 # ### END SOLUTION
+
 
 # %% tags=["solution"] exercise=5
 ### BEGIN SOLUTION
@@ -531,13 +534,27 @@ print("per item:", np.round(per_item_forward, 1), np.round(per_item_backward, 1)
 print("shared:  ", np.round(shared_forward, 1), np.round(shared_backward, 1))
 
 # %% tags=["check"] exercise=5
-for _name, _angles in (("per_item_forward", per_item_forward), ("per_item_backward", per_item_backward),
-                       ("shared_forward", shared_forward), ("shared_backward", shared_backward)):
-    assert len(_angles) == 5 and all(-90 <= _a <= 90 for _a in _angles), f"{_name}: five angles in ±90° expected"
-assert answer_digest(list(per_item_forward)) == "485abfbf317d", "per_item_forward: item i's own generator's angle"
-assert answer_digest(list(per_item_backward)) == "485abfbf317d", "per_item_backward: indexed by item, not by loading"
-assert answer_digest(list(shared_forward)) == "13fce382c6f9", "shared_forward: one generator, items 0 to 4"
-assert answer_digest(list(shared_backward)) == "96c00db85cfc", "shared_backward: one generator, item 4 loaded first"
+for _name, _angles in (
+    ("per_item_forward", per_item_forward),
+    ("per_item_backward", per_item_backward),
+    ("shared_forward", shared_forward),
+    ("shared_backward", shared_backward),
+):
+    assert len(_angles) == 5 and all(-90 <= _a <= 90 for _a in _angles), (
+        f"{_name}: five angles in ±90° expected"
+    )
+assert answer_digest(list(per_item_forward)) == "485abfbf317d", (
+    "per_item_forward: item i's own generator's angle"
+)
+assert answer_digest(list(per_item_backward)) == "485abfbf317d", (
+    "per_item_backward: indexed by item, not by loading"
+)
+assert answer_digest(list(shared_forward)) == "13fce382c6f9", (
+    "shared_forward: one generator, items 0 to 4"
+)
+assert answer_digest(list(shared_backward)) == "96c00db85cfc", (
+    "shared_backward: one generator, item 4 loaded first"
+)
 print("exercise 5: correct")
 
 # %% [markdown] tags=["solution"] exercise=6

@@ -625,11 +625,15 @@ print("st losses:", st_losses, " mt loss:", mt_loss, " ratio:", mt_over_mean_st)
 
 # %% tags=["check"] exercise=4
 assert set(st_losses) == set(LESIONS), f"st_losses needs one entry per lesion, got {sorted(st_losses)}"
-assert answer_digest({_name: float(_loss) for _name, _loss in st_losses.items()}) == "a19c01a041f8", (
-    "the single-task losses are wrong: one channel of y_numpy, of shape (B, 1, H, W), against 0.3"
+assert (
+    answer_digest({_name: float(_loss) for _name, _loss in st_losses.items()}) == "a19c01a041f8"
+), "the single-task losses are wrong: one channel of y_numpy, of shape (B, 1, H, W), against 0.3"
+assert answer_digest(float(mt_loss)) == "0d7f3f88e3f6", (
+    f"mt_loss {mt_loss} is not the multi-task loss"
 )
-assert answer_digest(float(mt_loss)) == "0d7f3f88e3f6", f"mt_loss {mt_loss} is not the multi-task loss"
-assert answer_digest(float(mt_over_mean_st)) == "a30a043314fa", f"mt_over_mean_st is wrong: {mt_over_mean_st}"
+assert answer_digest(float(mt_over_mean_st)) == "a30a043314fa", (
+    f"mt_over_mean_st is wrong: {mt_over_mean_st}"
+)
 print("exercise 4: correct")
 
 # %% tags=["solution"] exercise=5
@@ -652,12 +656,18 @@ print(f"gradient norm at En_6: deep supervision {grad_norm_deep:.4g}, fused only
 
 # %% tags=["check"] exercise=5
 # three significant digits: torch's float32 sums may differ in the last bits between CPUs
-assert grad_norm_deep > 0 and grad_norm_fused > 0, "both losses reach En_6 (through the fused head at least)"
+assert grad_norm_deep > 0 and grad_norm_fused > 0, (
+    "both losses reach En_6 (through the fused head at least)"
+)
 assert answer_digest(float(grad_norm_deep), digits=3) == "5547bf1b31f8", (
     f"grad_norm_deep {grad_norm_deep} is not En_6's gradient norm"
 )
-assert answer_digest(float(grad_norm_fused), digits=3) == "690b621d7556", f"grad_norm_fused {grad_norm_fused} is wrong"
-assert isinstance(deep_reaches_further, (bool, np.bool_)), "deep_reaches_further must be True or False"
+assert answer_digest(float(grad_norm_fused), digits=3) == "690b621d7556", (
+    f"grad_norm_fused {grad_norm_fused} is wrong"
+)
+assert isinstance(deep_reaches_further, (bool, np.bool_)), (
+    "deep_reaches_further must be True or False"
+)
 assert answer_digest(deep_reaches_further) == "3cbc87c7681f", "compare your two norms again"
 print("exercise 5: correct")
 

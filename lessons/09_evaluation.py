@@ -602,12 +602,17 @@ print(f"pooled {pooled:.3f}, mean of per-image AUPRs {per_image_mean:.3f}")
 
 # %% tags=["check"] exercise=3
 # the lesson's own exact AUPR of EX above pools every pixel of every test photograph
-assert np.isclose(pooled, ours["EX"]), f"pooled = {pooled} is not the pooled EX AUPR of the test set"
+assert np.isclose(pooled, ours["EX"]), f"pooled = {pooled}: not the EX AUPR of the pooled test set"
 assert 0 < per_image_mean <= 1, f"a mean of AUPRs lies in (0, 1], got {per_image_mean}"
-assert not np.isclose(per_image_mean, pooled), "per_image_mean equals the pooled AUPR: average per photograph"
+assert not np.isclose(per_image_mean, pooled), (
+    "per_image_mean equals the pooled AUPR: average per photograph"
+)
 assert isinstance(pooled_is_higher, (bool, np.bool_)), "pooled_is_higher must be True or False"
-assert pooled_is_higher == (float(pooled) - float(per_image_mean) > 0), "compare your two numbers again"
+assert pooled_is_higher == (float(pooled) - float(per_image_mean) > 0), (
+    "compare your two numbers again"
+)
 print("exercise 3: correct")
+
 
 # %% tags=["solution"] exercise=4
 def merge(a, b):
@@ -616,8 +621,10 @@ def merge(a, b):
     # Why: an accumulator holds only sums (histogram counts per bin, TP, FP, FN, images), and the
     # sums of two halves add up to the sums of the whole; a new object leaves a and b untouched.
     if a.n_bins != b.n_bins or a.threshold != b.threshold:
-        raise ValueError(f"accumulators must share bins and threshold, got {a.n_bins}/{a.threshold} "
-                         f"and {b.n_bins}/{b.threshold}")
+        raise ValueError(
+            f"accumulators must share bins and threshold, got {a.n_bins}/{a.threshold} "
+            f"and {b.n_bins}/{b.threshold}"
+        )
     merged = metrics.PRAccumulator(a.n_bins, a.threshold)
     merged.positive_counts = a.positive_counts + b.positive_counts  # (n_bins,)
     merged.negative_counts = a.negative_counts + b.negative_counts  # (n_bins,)
@@ -630,7 +637,9 @@ def merge(a, b):
 # %% tags=["check"] exercise=4
 _rng = np.random.default_rng(4)
 _y = _rng.random((6, 40, 40)) < 0.05  # (6, 40, 40) six "photographs"
-_s = np.clip(np.where(_y, _rng.normal(0.6, 0.2, _y.shape), _rng.normal(0.3, 0.2, _y.shape)), 0, 1)  # (6, 40, 40)
+_s = np.clip(
+    np.where(_y, _rng.normal(0.6, 0.2, _y.shape), _rng.normal(0.3, 0.2, _y.shape)), 0, 1
+)  # (6, 40, 40)
 _a, _b, _all = metrics.PRAccumulator(256), metrics.PRAccumulator(256), metrics.PRAccumulator(256)
 for _i in range(6):
     (_a if _i < 4 else _b).update(_y[_i], _s[_i])
@@ -638,8 +647,12 @@ for _i in range(6):
 _before = (_a.aupr(), _a.dice(), _b.aupr(), _b.dice())
 _merged = merge(_a, _b)
 assert _merged is not _a and _merged is not _b, "merge must return a new accumulator"
-assert np.isclose(_merged.aupr(), _all.aupr()), f"merged AUPR {_merged.aupr()} differs from {_all.aupr()}"
-assert np.isclose(_merged.dice(), _all.dice()), f"merged Dice {_merged.dice()} differs from {_all.dice()}"
+assert np.isclose(_merged.aupr(), _all.aupr()), (
+    f"merged AUPR {_merged.aupr()} differs from {_all.aupr()}"
+)
+assert np.isclose(_merged.dice(), _all.dice()), (
+    f"merged Dice {_merged.dice()} differs from {_all.dice()}"
+)
 assert _before == (_a.aupr(), _a.dice(), _b.aupr(), _b.dice()), "merge changed a or b"
 print("exercise 4: correct")
 

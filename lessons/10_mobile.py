@@ -724,11 +724,15 @@ for _size in (96, 320):
 for _fps, _rate in ((44, 1160.0), (1, 50.0), (10, 100.0), (1000, 1.0)):
     _s = largest_size_for(xs, _fps, _rate)
     assert isinstance(_s, (int, np.integer)) and _s % 32 == 0 and _s >= 0, f"a multiple of 32 expected, got {_s!r}"
-    _fits = _s == 0 or _fps * 2 * counting.conv_macs(xs, int(_s), int(_s)) <= _rate * 1e9  # FLOP = 2 MACs
+    # FLOP = 2 MACs
+    _fits = _s == 0 or _fps * 2 * counting.conv_macs(xs, int(_s), int(_s)) <= _rate * 1e9
     assert _fits, f"{_fps} fps at {_rate} GFLOP/s: {_s} px is too large"
     _next = int(_s) + 32
-    assert _fps * 2 * counting.conv_macs(xs, _next, _next) > _rate * 1e9, f"{_fps} fps at {_rate} GFLOP/s: {_next} px would fit too"
+    assert _fps * 2 * counting.conv_macs(xs, _next, _next) > _rate * 1e9, (
+        f"{_fps} fps at {_rate} GFLOP/s: {_next} px would fit too"
+    )
 print("exercise 3: correct")
+
 
 # %% tags=["solution"] exercise=4
 def quantize_per_channel(weight):
@@ -746,7 +750,9 @@ def quantize_per_channel(weight):
 q_channel, scale_channel = quantize_per_channel(weight)  # (32, 64, 3, 3), (32,)
 restored_channel = q_channel * scale_channel[:, None, None, None]  # (32, 64, 3, 3)
 smallest = channel_range.argmin()
-per_channel_error = np.abs(restored_channel[smallest] - weight[smallest]).max() / channel_range[smallest]
+per_channel_error = (
+    np.abs(restored_channel[smallest] - weight[smallest]).max() / channel_range[smallest]
+)
 # Every channel now uses all 255 levels, so the error of each is at most half a step of
 # its own range (1/254 of its largest weight) instead of half a step of the whole tensor's:
 # the small channels gain most.
@@ -755,14 +761,25 @@ print(f"relative error of the smallest channel: one scale {error[channel_range.a
       f"one per channel {per_channel_error:.2%}")
 
 # %% tags=["check"] exercise=4
-_w = np.random.default_rng(2).normal(size=(6, 4, 3, 3)) * np.array([0.01, 0.1, 1, 3, 0.5, 2])[:, None, None, None]  # (6, 4, 3, 3)
+_w = (
+    np.random.default_rng(2).normal(size=(6, 4, 3, 3))
+    * np.array([0.01, 0.1, 1, 3, 0.5, 2])[:, None, None, None]
+)  # (6, 4, 3, 3)
 _q, _s = quantize_per_channel(_w)
-assert np.asarray(_q).dtype == np.int8 and np.shape(_q) == _w.shape, f"q must be int8 of shape {_w.shape}, got {np.asarray(_q).dtype} {np.shape(_q)}"
+assert np.asarray(_q).dtype == np.int8 and np.shape(_q) == _w.shape, (
+    f"q must be int8 of shape {_w.shape}, got {np.asarray(_q).dtype} {np.shape(_q)}"
+)
 assert np.shape(_s) == (6,), f"one scale per output channel expected, got shape {np.shape(_s)}"
-assert np.all(np.abs(np.asarray(_q, dtype=int)).max(axis=(1, 2, 3)) == 127), "every channel must use the full range ±127"
-assert np.all(np.abs(_q * np.asarray(_s)[:, None, None, None] - _w) <= np.asarray(_s)[:, None, None, None] / 2 + 1e-12), \
-    "the rounding error must be at most half a step of the channel's scale"
-assert 0 < per_channel_error <= 0.5 / 127 + 1e-9, f"at most half a step of ±127 relative to the channel, got {per_channel_error}"
+assert np.all(np.abs(np.asarray(_q, dtype=int)).max(axis=(1, 2, 3)) == 127), (
+    "every channel must use the full range ±127"
+)
+assert np.all(
+    np.abs(_q * np.asarray(_s)[:, None, None, None] - _w)
+    <= np.asarray(_s)[:, None, None, None] / 2 + 1e-12
+), "the rounding error must be at most half a step of the channel's scale"
+assert 0 < per_channel_error <= 0.5 / 127 + 1e-9, (
+    f"at most half a step of ±127 relative to the channel, got {per_channel_error}"
+)
 assert answer_digest(per_channel_error, digits=3) == "3d3b94ea84a4", (
     f"per_channel_error must be the relative error of De_1's smallest channel, got {per_channel_error}"
 )

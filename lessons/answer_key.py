@@ -64,13 +64,20 @@ def explanation(cells):
                 if comment:
                     lines.append(comment.group(1))
     text = " ".join(line.strip() for line in lines if line.strip())
-    return text[len("Why: "):] if text.startswith("Why: ") else text
+    return text[len("Why: ") :] if text.startswith("Why: ") else text
 
 
 def lesson_key(path):
     """The answer key of one lesson, as Markdown."""
     notebook = read_lesson(path)
-    title = next((c.source.splitlines()[0].lstrip("# ") for c in notebook.cells if c.cell_type == "markdown"), path.stem)
+    title = next(
+        (
+            c.source.splitlines()[0].lstrip("# ")
+            for c in notebook.cells
+            if c.cell_type == "markdown"
+        ),
+        path.stem,
+    )
     items, names = statements(notebook), exercise_names(notebook)
     parts = [f"## {title}", f"Source: `lessons/{path.name}`."]
     for number, cells in exercises(notebook).items():
@@ -84,14 +91,19 @@ def lesson_key(path):
                 parts += ["**Solution**", "```python\n" + cell.source.strip() + "\n```"]
             else:
                 answer = "\n".join(
-                    line for line in cell.source.splitlines() if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+                    line
+                    for line in cell.source.splitlines()
+                    if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
                 ).strip()
                 parts += ["**Model answer**", answer]
         why = explanation([c for c in solutions if c.cell_type == "code"])
         if why:
             parts += ["**Why**", why]
         for index in cells[CHECK]:
-            parts += ["**How the check grades it**", "```python\n" + notebook.cells[index].source.strip() + "\n```"]
+            parts += [
+                "**How the check grades it**",
+                "```python\n" + notebook.cells[index].source.strip() + "\n```",
+            ]
     return "\n\n".join(part for part in parts if part)
 
 
@@ -116,7 +128,9 @@ def write_answer_key(out_dir, lessons=None):
         raise ValueError(f"OUT_DIR must be a folder, got the file {out_dir}")
     target = out_dir / FILE_NAME
     if target.exists() and not target.read_text(errors="replace").startswith(FIRST_LINE):
-        raise ValueError(f"{target} exists and was not written by lessons.answer_key: move it away first")
+        raise ValueError(
+            f"{target} exists and was not written by lessons.answer_key: move it away first"
+        )
     text = answer_key(lessons)
     with atomic_write(target, mode="w") as file:
         file.write(text)
@@ -124,9 +138,13 @@ def write_answer_key(out_dir, lessons=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lessons.answer_key", description="Write the instructor's answer key.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lessons.answer_key", description="Write the instructor's answer key."
+    )
     parser.add_argument("out_dir", help="folder for answer_key.md (not the students' folder)")
-    parser.add_argument("lessons", nargs="*", help="lesson sources NN_name.py (default: every lesson)")
+    parser.add_argument(
+        "lessons", nargs="*", help="lesson sources NN_name.py (default: every lesson)"
+    )
     args = parser.parse_args(argv)
     try:
         path = write_answer_key(args.out_dir, args.lessons)

@@ -217,14 +217,17 @@ def _bare_code(line):
 
 
 def _fragments(line, shortest):
-    """The pieces of a solution line worth looking for: the line, an assignment's or a return's right side."""
+    """The pieces of a solution line worth looking for.
+
+    The line, and the right side of an assignment or a return.
+    """
     code = _bare_code(line)
     pieces = {code}
     assignment = re.match(r"^[\w\[\],.()'\"]+[-+*/]?=(?!=)(.+)$", code)
     if assignment:
         pieces.add(assignment.group(1))
     if code.startswith("return"):
-        pieces.add(code[len("return"):])
+        pieces.add(code[len("return") :])
     return {piece for piece in pieces if len(piece) >= shortest}
 
 
@@ -263,7 +266,6 @@ def leaked_solution_code(notebook, shortest=16):
     return leaks
 
 
-
 def exercise_names(notebook):
     """{N: name}: what each exercise makes, for a grader to read instead of cell numbers.
 
@@ -281,7 +283,9 @@ def exercise_names(notebook):
             inside = {i for begin, end in solution_regions(lines) for i in range(begin + 1, end)}
             for index, line in enumerate(lines):
                 defined = re.match(r"^\s*def (\w+)\(", line)
-                assigned = re.match(r"^(\w+(?:\s*,\s*\w+)*)\s*=(?!=)", line) if index in inside else None
+                assigned = (
+                    re.match(r"^(\w+(?:\s*,\s*\w+)*)\s*=(?!=)", line) if index in inside else None
+                )
                 if defined:
                     made.append(defined.group(1))
                 elif assigned:

@@ -94,7 +94,8 @@ def grade_executed(notebook, timeout=600):
         written = [i for i in cells[SOLUTION] if notebook.cells[i].cell_type == "markdown"]
         errors = [(i, first_error(notebook.cells[i])) for i in sorted(code) if first_error(notebook.cells[i])]
         unfinished = [i for i, (ename, _) in errors if ename == "NotImplementedError"]
-        part = {i: "check" if i in cells[CHECK] else "solution" for i in code}  # says where, not which cell
+        # where an error came from, by role rather than by cell number
+        part = {i: "check" if i in cells[CHECK] else "solution" for i in code}
         if unfinished:
             status, detail = NOT_ATTEMPTED, f"NotImplementedError in the {part[unfinished[0]]}"
         elif errors:
@@ -107,7 +108,11 @@ def grade_executed(notebook, timeout=600):
             status, detail = NOT_ATTEMPTED, f"the written answer still reads {ANSWER_STUB}"
         else:
             status, detail = MANUAL, "a written answer: read it"
-        if written and status in (PASSED, FAILED) and any(ANSWER_STUB not in notebook.cells[i].source for i in written):
+        if (
+            written
+            and status in (PASSED, FAILED)
+            and any(ANSWER_STUB not in notebook.cells[i].source for i in written)
+        ):
             detail = (detail + "; " if detail else "") + "also a written answer to read"
         named = [notebook.cells[i].metadata.get(NAME_KEY) for i in cells[SOLUTION] + cells[CHECK]]
         name = next((str(n) for n in named if n), "")
@@ -128,7 +133,9 @@ def grade(path, timeout=600, kernel_name="python3"):
     try:
         executed = execute(notebook, path.resolve().parent, timeout, kernel_name)
     except NoSuchKernel as error:
-        raise ValueError(f"no Jupyter kernel named {kernel_name!r} here (see `jupyter kernelspec list`)") from error
+        raise ValueError(
+            f"no Jupyter kernel named {kernel_name!r} here (see `jupyter kernelspec list`)"
+        ) from error
     return {"notebook": str(path), **grade_executed(executed, timeout)}
 
 
@@ -146,7 +153,9 @@ def format_report(report):
         lines.append(f"  {title:<40} {result['status']}{detail}")
     for error in report["errors_outside_exercises"]:
         lines.append(f"  cell {error['cell']} outside the exercises raised {error['error']}")
-    lines.append("  " + ", ".join(f"{status} {count}" for status, count in report["summary"].items()))
+    lines.append(
+        "  " + ", ".join(f"{status} {count}" for status, count in report["summary"].items())
+    )
     return "\n".join(lines)
 
 
@@ -157,8 +166,12 @@ def main(argv=None):
     )
     parser.add_argument("notebook", help="the student's NOTEBOOK.ipynb")
     parser.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
-    parser.add_argument("--timeout", type=int, default=600, help="whole seconds one cell may run (default 600)")
-    parser.add_argument("--kernel", default="python3", help="the Jupyter kernel to run it with (default python3)")
+    parser.add_argument(
+        "--timeout", type=int, default=600, help="whole seconds one cell may run (default 600)"
+    )
+    parser.add_argument(
+        "--kernel", default="python3", help="the Jupyter kernel to run it with (default python3)"
+    )
     args = parser.parse_args(argv)
     if args.json is not None and Path(args.json).suffix != ".json":
         print(f"grade: --json must name a .json file, got {args.json}", file=sys.stderr)

@@ -54,7 +54,9 @@ def lesson_columns(lessons_dir):
     for path in lesson_sources(lessons_dir):
         prefix = path.stem.split("_", 1)[0]
         names = exercise_names(read_lesson(path))
-        columns[path.stem] = [(number, f"{prefix}.{number} {name}") for number, name in names.items()]
+        columns[path.stem] = [
+            (number, f"{prefix}.{number} {name}") for number, name in names.items()
+        ]
     return columns
 
 
@@ -64,12 +66,17 @@ def submissions(folder, lessons):
     if not folder.is_dir():
         raise FileNotFoundError(f"FOLDER {folder} does not exist or is not a folder")
     found, unknown = [], []
-    for student in sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")):
+    for student in sorted(
+        path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")
+    ):
         for notebook in sorted(student.glob("*.ipynb")):
-            (found if notebook.stem in lessons else unknown).append((student.name, notebook.stem, notebook))
+            (found if notebook.stem in lessons else unknown).append(
+                (student.name, notebook.stem, notebook)
+            )
     if not found:
         raise ValueError(
-            f"no student notebooks in {folder}: expected one folder per student holding notebooks named "
+            f"no student notebooks in {folder}: expected one folder per student "
+            "holding notebooks named "
             f"like the lessons ({', '.join(sorted(lessons)[:2])}, ...)"
         )
     return found, [path for _, _, path in unknown]
@@ -106,14 +113,20 @@ def gradebook(folder, lessons_dir=LESSON_DIR, jobs=None, timeout=600):
             result = statuses.get(number)
             row[name] = result["status"] if result else G.FAILED
             if result is None:
-                messages.append(f"{student} {name}: failed (the exercise's cells are gone from the notebook)")
+                messages.append(
+                    f"{student} {name}: failed (the exercise's cells are gone from the notebook)"
+                )
             elif result["status"] != G.PASSED:
                 detail = f" ({result['detail']})" if result["detail"] else ""
                 messages.append(f"{student} {name}: {result['status']}{detail}")
         for error in report["errors_outside_exercises"]:
-            messages.append(f"{student} {lesson}: cell {error['cell']} outside the exercises raised {error['error']}")
+            messages.append(
+                f"{student} {lesson}: cell {error['cell']} outside the exercises "
+                f"raised {error['error']}"
+            )
     rows = [header] + [
-        [student] + [by_student[student].get(name, MISSING) for name in header[1:]] for student in sorted(by_student)
+        [student] + [by_student[student].get(name, MISSING) for name in header[1:]]
+        for student in sorted(by_student)
     ]
     return rows, messages
 
@@ -132,9 +145,15 @@ def main(argv=None):
     )
     parser.add_argument("folder", help="one folder per student, holding that student's notebooks")
     parser.add_argument("--out", required=True, metavar="GRADES.csv", help="the CSV to write")
-    parser.add_argument("--jobs", type=int, default=None, help="notebooks graded at once (default: the cores)")
-    parser.add_argument("--timeout", type=int, default=600, help="whole seconds one cell may run (default 600)")
-    parser.add_argument("--lessons", default=str(LESSON_DIR), help="the lesson sources (default: lessons/)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="notebooks graded at once (default: the cores)"
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=600, help="whole seconds one cell may run (default 600)"
+    )
+    parser.add_argument(
+        "--lessons", default=str(LESSON_DIR), help="the lesson sources (default: lessons/)"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     out = Path(args.out)

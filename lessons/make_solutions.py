@@ -72,7 +72,9 @@ def main(argv=None):
         description="Write solution notebooks, each labelled as such in its first cell.",
     )
     parser.add_argument("out_dir", help="folder for the solution notebooks")
-    parser.add_argument("lessons", nargs="*", help="lesson sources NN_name.py (default: every lesson)")
+    parser.add_argument(
+        "lessons", nargs="*", help="lesson sources NN_name.py (default: every lesson)"
+    )
     args = parser.parse_args(argv)
     try:
         written = make_solutions(args.out_dir, args.lessons)

@@ -47,7 +47,9 @@ def make_student(out_dir, lessons=None, force=False, keep=False):
     `out_dir` is refused.
     """
     if force and keep:
-        raise ValueError("--force overwrites existing notebooks and --keep keeps them: pass one, not both")
+        raise ValueError(
+            "--force overwrites existing notebooks and --keep keeps them: pass one, not both"
+        )
     out_dir = Path(out_dir)
     lessons = [Path(path) for path in lessons] if lessons else lesson_sources()
     if not lessons:
@@ -59,7 +61,9 @@ def make_student(out_dir, lessons=None, force=False, keep=False):
             f"{out_dir} is not empty; pass --keep to add only the missing notebooks, "
             "or --force to overwrite them"
         )
-    notebooks = [(path, to_student(read_lesson(path))) for path in lessons]  # every lesson checked before any write
+    notebooks = [
+        (path, to_student(read_lesson(path))) for path in lessons
+    ]  # every lesson checked before any write
     written = []
     for path, notebook in notebooks:
         target = student_path(out_dir, path)
@@ -72,16 +76,29 @@ def make_student(out_dir, lessons=None, force=False, keep=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lessons.make_student", description="Write student notebooks: every solution replaced by a placeholder.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lessons.make_student",
+        description="Write student notebooks: every solution replaced by a placeholder.",
+    )
     parser.add_argument("out_dir", help="folder for the student notebooks")
-    parser.add_argument("lessons", nargs="*", help="lesson sources NN_name.py (default: every lesson)")
+    parser.add_argument(
+        "lessons", nargs="*", help="lesson sources NN_name.py (default: every lesson)"
+    )
     modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR, overwriting")
-    modes.add_argument("--keep", action="store_true", help="write only missing notebooks, keep existing ones")
+    modes.add_argument(
+        "--force", action="store_true", help="write into a non-empty OUT_DIR, overwriting"
+    )
+    modes.add_argument(
+        "--keep", action="store_true", help="write only missing notebooks, keep existing ones"
+    )
     args = parser.parse_args(argv)
     try:
         sources = [Path(path) for path in args.lessons] if args.lessons else lesson_sources()
-        existed = {student_path(args.out_dir, path) for path in sources if student_path(args.out_dir, path).exists()}
+        existed = {
+            student_path(args.out_dir, path)
+            for path in sources
+            if student_path(args.out_dir, path).exists()
+        }
         written = make_student(args.out_dir, sources, args.force, args.keep)
     except (ValueError, FileNotFoundError) as error:
         print(f"make_student: {error}", file=sys.stderr)
