@@ -426,8 +426,22 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The surround becomes one strongly negative value per channel; the network learns to
-# ignore it.
+# How to read the histogram:
+#
+# - **Two humps** in red and in blue: one per photograph. The two were taken with different
+#   cameras and light, so retina()'s pixels average about +0.7 (red) and +0.8 (blue), and
+#   IDRiD_55's about −0.8 and −0.9. Standardizing pools them to mean 0 and std 1; it
+#   does not make each photograph look alike. Green's two humps, about +0.4 and −0.4, are
+#   close enough to merge into one peak.
+# - **The spikes** are clipping, not lesions: the red spike near +1.7 is every pixel whose
+#   red had hit 255, the camera's ceiling (4 % of retina()'s disc), all mapped to one value
+#   $(1 - \mu_r)/\sigma_r$; the blue spike near −1.4 is every pixel with no blue at all,
+#   0 (14 % of IDRiD_55's disc), mapped to $-\mu_b / \sigma_b$.
+# - **The comb** in blue: IDRiD_55's blue uses fewer than 90 of the 256 levels inside the
+#   disc, so its standardized values sit on a grid, with empty bins between them.
+#
+# The surround, outside the histogram, becomes one strongly negative value per channel;
+# the network learns to ignore it.
 #
 # ## Summary
 #

@@ -44,6 +44,7 @@
 # %%
 import cv2
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 import numpy as np
 from PIL import Image
 
@@ -151,6 +152,8 @@ axes[0].imshow(photo)
 axes[0].set_title("IDRiD_55")
 axes[1].imshow(painted)
 axes[1].set_title("its masks: " + ", ".join(f"{n} {k} px" for n, k in zip(LESIONS, masks.sum(axis=(1, 2)))))
+swatches = [Patch(color=LESION_COLOURS[name], label=f"{name}: {LESION_NAMES[name]}") for name in LESIONS]
+axes[1].legend(handles=swatches, loc="lower right", fontsize=8, framealpha=0.9)
 for ax in axes:
     ax.axis("off")
 plt.show()

@@ -92,13 +92,41 @@ class PageRenderer(mistune.HTMLRenderer):
         return super().link(text, url, title)
 
 
+CODE = re.compile(r"^```.*?^```[ \t]*$|`[^`\n]+`", re.S | re.M)  # fenced blocks, inline code
+MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)  # display math (may span lines), inline
+
+
 def markdown_to_html(text):
-    """(html, [(level, id, title), ...]) of a Markdown text with LaTeX math."""
+    """(html, [(level, id, title), ...]) of a Markdown text with LaTeX math.
+
+    The math is taken out before Markdown sees it (a `+` starting a line of a long display
+    formula would become a list, an underscore an emphasis) and put back as MathML; `$` in
+    code stays as it is.
+    """
+    formulas, sources = [], []
+
+    def hold(match):
+        display = match.group(1) is not None
+        sources.append(match.group(1) if display else match.group(2))
+        formulas.append(math(sources[-1], display))
+        token = f"MATHTOKEN{len(formulas) - 1}X"
+        return f"\n\n{token}\n\n" if display else token
+
+    pieces, last = [], 0
+    for code in CODE.finditer(text):  # math only outside code
+        pieces += [MATH.sub(hold, text[last : code.start()]), code.group(0)]
+        last = code.end()
+    pieces.append(MATH.sub(hold, text[last:]))
     renderer = PageRenderer()
-    parse = mistune.create_markdown(renderer=renderer, plugins=["math", "table", "strikethrough"])
-    renderer.register("inline_math", lambda _, latex: math(latex, display=False))
-    renderer.register("block_math", lambda _, latex: math(latex, display=True) + "\n")
-    return parse(text), renderer.headings
+    parse = mistune.create_markdown(renderer=renderer, plugins=["table", "strikethrough"])
+    rendered = parse("".join(pieces))
+    rendered = re.sub(r"<p>MATHTOKEN(\d+)X</p>", lambda m: formulas[int(m.group(1))], rendered)
+    rendered = re.sub(r"MATHTOKEN(\d+)X", lambda m: formulas[int(m.group(1))], rendered)
+    headings = [
+        (level, anchor, re.sub(r"MATHTOKEN(\d+)X", lambda m: sources[int(m.group(1))], title))
+        for level, anchor, title in renderer.headings
+    ]
+    return rendered, headings
 
 
 def code_to_html(source):

@@ -88,6 +88,28 @@ def test_latex_becomes_mathml_and_headings_get_ids():
     assert '<h2 id="the-loss">' in text
 
 
+def stray_math(page_html):
+    """Dollar signs left in a page's prose: LaTeX that did not become MathML."""
+    prose = re.sub(r"<(pre|code|math|style|script)\b.*?</\1>", "", page_html, flags=re.S)
+    return re.findall(r"[^<>]{0,30}\$[^<>]{0,30}", re.sub(r"<[^>]+>", "", prose))
+
+
+def test_display_math_over_several_lines_and_code_with_dollars():
+    text, _ = R.markdown_to_html(
+        "$$L = a_{n,k}\n  + (1 - y_{n,k}) b$$\n\nCost `$5` and\n\n```\necho $HOME\n```\n"
+    )
+    assert text.count("<math") == 1 and "<li>" not in text and "<em>" not in text
+    assert "<code>$5</code>" in text and "echo $HOME" in text
+    assert stray_math(text) == []
+    assert stray_math("<p>a $x$ b</p>") == ["a $x$ b"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs").glob("*.md")), ids=lambda path: path.stem)
+def test_every_doc_page_turns_all_its_latex_into_mathml(path):
+    text, _ = R.markdown_to_html(path.read_text())
+    assert "tex-fallback" not in text and stray_math(text) == [], f"{path.name}: LaTeX left as text"
+
+
 def test_latex_that_cannot_be_read_stays_as_marked_text():
     text, _ = R.markdown_to_html("$\\notacommand{x}$\n")
     assert "<math" not in text and '<code class="tex-fallback">\\notacommand{x}</code>' in text
@@ -296,6 +318,8 @@ def test_every_lesson_page_draws_its_equations_and_figures(edition, tmp_path):
         assert page.is_file(), f"{page} was not built"
         unread = re.findall(r'class="tex-fallback">([^<]*)<', page.read_text())
         assert not unread, f"{edition}/{stem}: LaTeX that could not be turned into MathML: {unread}"
+        stray = stray_math(page.read_text())
+        assert not stray, f"{edition}/{stem}: LaTeX left as text: {stray[:3]}"
         counts = drawn(tmp_path, page)
         (math_drawn, math_all), (shown, figures) = counts["math"], counts["figures"]
         assert math_all > 0 and math_drawn == math_all, (
