@@ -446,8 +446,10 @@ assert np.abs(out - out_torch).max() < 1e-10
 # %% [markdown]
 # ## The U inside the block
 #
-# One channel of each map (the channel that varies most), at its own size: the encoder
-# shrinks the photograph, the decoder brings it back to full size.
+# One channel of each map (the channel that varies most), drawn at its true size relative
+# to the input (one map pixel is one square of the grid of the 45 × 61 input) and on one
+# colour scale: the encoder shrinks the photograph, the decoder brings it back to full
+# size. Every map comes out of a ReLU, so 0 is the bottom of the scale.
 
 # %%
 def strongest_channel(array):
@@ -457,14 +459,20 @@ def strongest_channel(array):
 
 top = ["F_1(x)"] + [f"encoder {level}" for level in range(6)]
 bottom = ["bottom"] + [f"decoder {level}" for level in reversed(range(6))]
-fig, axes = plt.subplots(2, 7, figsize=(15, 4.4))
+shown = {name: strongest_channel(maps[name]) for name in top + bottom}  # name -> (h, w)
+scale = plt.Normalize(0, max(channel.max() for channel in shown.values()))
+full_h, full_w = maps["F_1(x)"].shape[2:]
+fig, axes = plt.subplots(2, 7, figsize=(16, 4.6), constrained_layout=True)
 for row, names in zip(axes, (top, bottom)):
     for ax, name in zip(row, names):
-        ax.imshow(strongest_channel(maps[name]), cmap="magma")
-        ax.set_title(f"{name}\n{maps[name].shape[2]}×{maps[name].shape[3]}", fontsize=9)
-        ax.axis("off")
-fig.suptitle("RSU-7 on a 45 × 61 photograph (random weights): down the encoder (top), up the decoder (bottom)")
-plt.tight_layout()
+        h, w = shown[name].shape
+        # extent in input pixels: a map of h × w pixels covers h × w squares of the input's grid
+        image = ax.imshow(shown[name], cmap="magma", norm=scale, extent=(0, w, h, 0))
+        ax.set(xlim=(0, full_w), ylim=(full_h, 0), xticks=[], yticks=[])
+        ax.set_title(f"{name}: {h}×{w}", fontsize=9)
+fig.colorbar(image, ax=axes, shrink=0.8, label="activation (after ReLU)")
+fig.suptitle("RSU-7 on a 45 × 61 photograph (random weights), maps at true relative size: "
+             "down the encoder (top), up the decoder (bottom)")
 plt.show()
 
 # %% [markdown]
