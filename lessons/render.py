@@ -38,7 +38,7 @@ math[display="block"] { margin: 0.8rem 0; }
 """
 
 # counts what the browser drew: equations with a height, figures decoded with a width; and
-# where each figure ends on the page, so a screenshot can be just tall enough
+# where each figure lies on the page (x, y, width, height), for a screenshot to look at
 PROBE = """<script>
 window.addEventListener("load", function () {
   var maths = Array.from(document.querySelectorAll("math"));
@@ -47,10 +47,12 @@ window.addEventListener("load", function () {
   var shown = figures.filter(function (img) { return img.complete && img.naturalWidth > 0; });
   document.body.setAttribute("data-math", drawn.length + "/" + maths.length);
   document.body.setAttribute("data-figures", shown.length + "/" + figures.length);
-  var bottoms = figures.map(function (img) {
-    return Math.ceil(img.getBoundingClientRect().bottom + window.scrollY);
+  var boxes = figures.map(function (img) {
+    var box = img.getBoundingClientRect();
+    return [box.left + window.scrollX, box.top + window.scrollY, box.width, box.height]
+      .map(Math.round).join(",");
   });
-  document.body.setAttribute("data-figure-bottoms", bottoms.join(","));
+  document.body.setAttribute("data-figure-boxes", boxes.join(";"));
 });
 </script>"""
 
@@ -93,7 +95,8 @@ class PageRenderer(mistune.HTMLRenderer):
 
 
 CODE = re.compile(r"^```.*?^```[ \t]*$|`[^`\n]+`", re.S | re.M)  # fenced blocks, inline code
-MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)  # display math (may span lines), inline
+# display math, and inline math; either may run over a line break, never over a paragraph's end
+MATH = re.compile(r"\$\$((?:[^$]|\$(?!\$))+?)\$\$|\$((?:[^$\n]|\n(?![ \t]*\n))+?)\$")
 
 
 def markdown_to_html(text):
