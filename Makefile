@@ -5,6 +5,8 @@
 # and for the course:
 #   make student   blank exercises in student/ (never overwritten, never cleaned)
 #   make lessons   the solution notebooks next to their sources (instructors, self-checking)
+#   make book      the lessons and docs as static HTML, build/book/{student,solutions}/
+#   make answer-key, make gradebook CLASS=DIR   for instructors (lessons/README.md)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
