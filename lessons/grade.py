@@ -25,6 +25,7 @@ a missing or unreadable notebook, a notebook without any exercise cell, or an un
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -118,12 +119,26 @@ def grade_executed(notebook, timeout=600):
         name = next((str(n) for n in named if n), "")
         results.append({"exercise": number, "name": name, "status": status, "detail": detail})
     outside = [
-        {"cell": i + 1, "error": _describe(first_error(cell), timeout)}
+        {
+            "cell": i + 1,
+            "section": section_of(notebook, i),
+            "error": _describe(first_error(cell), timeout),
+        }
         for i, cell in enumerate(notebook.cells)
         if i not in in_exercises and cell.cell_type == "code" and first_error(cell)
     ]
     summary = {status: sum(result["status"] == status for result in results) for status in STATUSES}
     return {"exercises": results, "errors_outside_exercises": outside, "summary": summary}
+
+
+def section_of(notebook, index):
+    """The last Markdown heading above cell `index` (its text), or "" before the first."""
+    for cell in reversed(notebook.cells[:index]):
+        if cell.cell_type == "markdown":
+            headings = re.findall(r"^#+\s+(.+?)\s*$", cell.source, re.M)
+            if headings:
+                return headings[-1]
+    return ""
 
 
 def grade(path, timeout=600, kernel_name="python3"):
@@ -152,7 +167,8 @@ def format_report(report):
         title = f"exercise {result['exercise']} {result.get('name', '')}".rstrip()
         lines.append(f"  {title:<40} {result['status']}{detail}")
     for error in report["errors_outside_exercises"]:
-        lines.append(f"  cell {error['cell']} outside the exercises raised {error['error']}")
+        where = f' (under "{error["section"]}")' if error.get("section") else ""
+        lines.append(f"  cell {error['cell']}{where} outside the exercises raised {error['error']}")
     lines.append(
         "  " + ", ".join(f"{status} {count}" for status, count in report["summary"].items())
     )

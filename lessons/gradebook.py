@@ -121,8 +121,8 @@ def gradebook(folder, lessons_dir=LESSON_DIR, jobs=None, timeout=600):
                 messages.append(f"{student} {name}: {result['status']}{detail}")
         for error in report["errors_outside_exercises"]:
             messages.append(
-                f"{student} {lesson}: cell {error['cell']} outside the exercises "
-                f"raised {error['error']}"
+                f"{student} {lesson}: cell {error['cell']} (under \"{error.get('section', '')}\") "
+                f"outside the exercises raised {error['error']}"
             )
     rows = [header] + [
         [student] + [by_student[student].get(name, MISSING) for name in header[1:]]

@@ -291,17 +291,25 @@ def test_status_of_each_kind_of_exercise():
     assert G.exit_status(report) == 1
 
 
-def test_an_error_outside_the_exercises_is_reported_and_fails():
+def test_an_error_outside_the_exercises_is_reported_with_its_section_and_fails():
     report = G.grade_executed(
         _executed(
             [
                 ("code", None, None, "1 / 0", "ZeroDivisionError"),
+                ("markdown", None, None, "# Lesson 1\n\n## Step 2: the disc\n\nText.", None),
+                ("code", None, None, "disc", "NameError"),
                 ("code", "solution", 1, "", "NotImplementedError"),
                 ("code", "check", 1, "", None),
             ]
         )
     )
-    assert report["errors_outside_exercises"] == [{"cell": 1, "error": "ZeroDivisionError: why"}]
+    assert report["errors_outside_exercises"] == [
+        {"cell": 1, "section": "", "error": "ZeroDivisionError: why"},
+        {"cell": 3, "section": "Step 2: the disc", "error": "NameError: why"},
+    ]
+    assert '  cell 3 (under "Step 2: the disc") outside the exercises raised NameError: why' in (
+        G.format_report(report)
+    )
     assert _statuses(report) == {1: "not attempted"}
     assert G.exit_status(report) == 1
 
