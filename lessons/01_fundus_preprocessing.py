@@ -9,6 +9,21 @@
 # %% [markdown]
 # # Lesson 1 — Fundus photographs and preprocessing
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - find the retinal disc of a fundus photograph, crop it, pad it to a square and resize it
+#     without distorting a lesion
+#   - apply CLAHE and read its effect on a histogram and on local detail
+#   - normalize the input with statistics of the training photographs only, and say why
+# - **Prerequisites**: none; NumPy arrays and a first look at images as `(H, W, 3)` arrays.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 70 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: introductory.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (preprocessing: 512 × 512, CLAHE, normalization).
+#
 # A colour fundus photograph shows the back of the eye: a bright, roughly round retinal
 # disc on a black surround, lit from the centre, darker at the rim. The optic disc (the
 # bright spot where the vessels enter) and the macula (the dark centre of sharp vision)
@@ -411,8 +426,22 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The surround becomes one strongly negative value per channel; the network learns to
-# ignore it.
+# How to read the histogram:
+#
+# - **Two humps** in red and in blue: one per photograph. The two were taken with different
+#   cameras and light, so retina()'s pixels average about +0.7 (red) and +0.8 (blue), and
+#   IDRiD_55's about −0.8 and −0.9. Standardizing pools them to mean 0 and std 1; it
+#   does not make each photograph look alike. Green's two humps, about +0.4 and −0.4, are
+#   close enough to merge into one peak.
+# - **The spikes** are clipping, not lesions: the red spike near +1.7 is every pixel whose
+#   red had hit 255, the camera's ceiling (4 % of retina()'s disc), all mapped to one value
+#   $(1 - \mu_r)/\sigma_r$; the blue spike near −1.4 is every pixel with no blue at all,
+#   0 (14 % of IDRiD_55's disc), mapped to $-\mu_b / \sigma_b$.
+# - **The comb** in blue: IDRiD_55's blue uses fewer than 90 of the 256 levels inside the
+#   disc, so its standardized values sit on a grid, with empty bins between them.
+#
+# The surround, outside the histogram, becomes one strongly negative value per channel;
+# the network learns to ignore it.
 #
 # ## Summary
 #
@@ -431,28 +460,63 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Conceptual.** A microaneurysm is round. What shape would it have on the network's
-#    input if the project stretched IDRiD's full 4288 × 2848 frame to 512 × 512 without
-#    cropping or padding? And with cropping but stretching the 3419 × 2848 disc box?
-#    Give the ratio of height to width in each case.
-# 2. **Implementation.** Write `pad_centred(array)`: pad an `(H, W)` or `(H, W, 3)` array
-#    with zeros to a `(S, S)` or `(S, S, 3)` square, `S = max(H, W)`, with the array
+# 1. **Concept, about 10 min.** A microaneurysm is round. What shape would it have on the
+#    network's input if the project stretched IDRiD's full 4288 × 2848 frame to 512 × 512 without
+#    cropping or padding? And with cropping but stretching the 3419 × 2848 disc box? Give the
+#    ratio of height to width in each case.
+# 2. **Implementation, about 15 min.** Write `pad_centred(array)`: pad an `(H, W)` or `(H, W,
+#    3)` array with zeros to a `(S, S)` or `(S, S, 3)` square, `S = max(H, W)`, with the array
 #    centred (an odd extra row or column goes to the bottom or the right).
-# 3. **Change and observe.** The threshold 30 is the library's choice. For the *other*
+# 3. **Experiment, about 10 min.** The threshold 30 is the library's choice. For the *other*
 #    sample photograph, IDRiD_01 (`IDRiD(idrid_root(), "train")[0]["image"]`), compute
-#    `width_by_threshold`, a dict from each threshold in `(10, 20, 30, 45, 60)` to the
-#    width `x1 - x0` of the disc box from `fundus.crop_to_disc(image, threshold)`. Then set
-#    `glow_joins_below_30` to `True` if the box at threshold 10 is more than 20 pixels
-#    wider than at 30.
-# 4. **Change and observe.** Compute `detail_by_clip`: a dict from each clip limit in
+#    `width_by_threshold`, a dict from each threshold in `(10, 20, 30, 45, 60)` to the width `x1
+#    - x0` of the disc box from `fundus.crop_to_disc(image, threshold)`. Then set
+#    `glow_joins_below_30` to `True` if the box at threshold 10 is more than 20 pixels wider than
+#    at 30.
+# 4. **Experiment, about 10 min.** Compute `detail_by_clip`: a dict from each clip limit in
 #    `(1.0, 2.0, 4.0, 8.0)` to the `local_detail` of IDRiD_55's square after
-#    `enhance.clahe(squares["IDRiD_55"], clip_limit)`, over `inner["IDRiD_55"]`. Does the
-#    detail grow with the clip limit? What would be the price of a large limit?
-# 5. **Implementation.** Write `clahe_green(image)`: CLAHE (clip limit 2, 8 × 8 tiles) on
-#    the green channel only, red and blue unchanged: the library's `channel="green"`
+#    `enhance.clahe(squares["IDRiD_55"], clip_limit)`, over `inner["IDRiD_55"]`. Does the detail
+#    grow with the clip limit? What would be the price of a large limit?
+# 5. **Implementation, about 15 min.** Write `clahe_green(image)`: CLAHE (clip limit 2, 8 × 8
+#    tiles) on the green channel only, red and blue unchanged: the library's `channel="green"`
 #    option.
-# 6. **Conceptual.** Why are $\mu$ and $\sigma$ measured on the training photographs only
-#    (also when preparing the test set), and why after CLAHE rather than before?
+# 6. **Concept, about 10 min.** Why are $\mu$ and $\sigma$ measured on the training
+#    photographs only (also when preparing the test set), and why after CLAHE rather than before?
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% [markdown] tags=["solution"] exercise=1
 # ### BEGIN SOLUTION
@@ -468,6 +532,8 @@ plt.show()
 def pad_centred(array):
     """Zero-pad an (H, W) or (H, W, 3) array to a centred (S, S[, 3]) square, S = max(H, W)."""
     ### BEGIN SOLUTION
+    # Why: the offsets (S - H) // 2 and (S - W) // 2 put an odd extra row or column at the bottom
+    # or the right, as fundus.pad_to_square does; zeros are the black of the photograph's border.
     height, width = array.shape[:2]
     side = max(height, width)
     top, left = (side - height) // 2, (side - width) // 2
@@ -490,6 +556,8 @@ print("exercise 2: correct")
 # %% tags=["solution"] exercise=3
 train_photo = IDRiD(idrid_root(), "train")[0]["image"]  # (712, 1072, 3)
 ### BEGIN SOLUTION
+# Why: a lower threshold lets the dim glow around the disc count as retina, so the box widens (921
+# px at 10 against 855 at 30); above 30 the box hardly moves.
 width_by_threshold = {}
 for threshold in (10, 20, 30, 45, 60):
     _, (x0, _, x1, _) = fundus.crop_to_disc(train_photo, threshold)
@@ -500,10 +568,21 @@ print(width_by_threshold)
 
 # %% tags=["check"] exercise=3
 assert set(width_by_threshold) == {10, 20, 30, 45, 60}, f"one width per threshold expected, got {set(width_by_threshold)}"
-for _t, _width in width_by_threshold.items():
-    _box = fundus.crop_to_disc(train_photo, _t)[1]
-    assert _width == _box[2] - _box[0], f"threshold {_t}: width {_width} is not x1 - x0 of the disc box"
-assert glow_joins_below_30 == (width_by_threshold[10] - width_by_threshold[30] > 20), "look again at 10 against 30"
+_whole = all(isinstance(_w, (int, np.integer)) for _w in width_by_threshold.values())
+assert _whole, "widths are whole pixels"
+_widths = [width_by_threshold[_t] for _t in (10, 20, 30, 45, 60)]
+assert _widths == sorted(_widths, reverse=True), (
+    f"a higher threshold cannot give a wider box, got {_widths}"
+)
+assert answer_digest(width_by_threshold) == "88d289468e4d", (
+    "the widths are not x1 - x0 of IDRiD_01's disc boxes"
+)
+assert isinstance(glow_joins_below_30, (bool, np.bool_)), (
+    "glow_joins_below_30 must be True or False"
+)
+assert answer_digest(glow_joins_below_30) == "3cbc87c7681f", (
+    "look again at the widths at 10 and at 30"
+)
 print("exercise 3: correct")
 
 # %% tags=["solution"] exercise=4
@@ -519,16 +598,25 @@ detail_by_clip = {
 print(detail_by_clip)
 
 # %% tags=["check"] exercise=4
-assert set(detail_by_clip) == {1.0, 2.0, 4.0, 8.0}, f"keys 1.0, 2.0, 4.0, 8.0 expected, got {set(detail_by_clip)}"
-for _clip, _detail in detail_by_clip.items():
-    _expected = local_detail(enhance.clahe(squares["IDRiD_55"], _clip), inner["IDRiD_55"])
-    assert np.isclose(_detail, _expected), f"clip limit {_clip}: got {_detail}, not the local detail after enhance.clahe"
+assert set(detail_by_clip) == {1.0, 2.0, 4.0, 8.0}, (
+    f"keys 1.0, 2.0, 4.0, 8.0 expected, got {set(detail_by_clip)}"
+)
+_unclipped = local_detail(squares["IDRiD_55"], inner["IDRiD_55"])
+assert all(_detail > _unclipped for _detail in detail_by_clip.values()), (
+    "CLAHE at any limit adds local detail"
+)
+assert answer_digest(detail_by_clip, digits=3) == "82d2898e50a1", (
+    "not the local detail of IDRiD_55's square after enhance.clahe at each clip limit"
+)
 print("exercise 4: correct")
+
 
 # %% tags=["solution"] exercise=5
 def clahe_green(image):
     """CLAHE (clip 2, 8 × 8 tiles) on the green channel of an (H, W, 3) uint8 RGB image."""
     ### BEGIN SOLUTION
+    # Why: OpenCV's CLAHE works on one 8-bit channel; equalizing green alone, the channel with the
+    # most lesion contrast, leaves red and blue, and so the colour balance, as they were.
     out = image.copy()  # (H, W, 3)
     equalizer = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
     out[..., 1] = equalizer.apply(np.ascontiguousarray(image[..., 1]))  # (H, W)
@@ -539,7 +627,9 @@ def clahe_green(image):
 # %% tags=["check"] exercise=5
 for _name, _square in squares.items():
     _ours = clahe_green(_square)  # (512, 512, 3)
-    assert np.array_equal(_ours[..., [0, 2]], _square[..., [0, 2]]), f"{_name}: red and blue must not change"
+    assert np.array_equal(_ours[..., [0, 2]], _square[..., [0, 2]]), (
+        f"{_name}: red and blue must not change"
+    )
     _expected = enhance.clahe(_square, channel="green")  # (512, 512, 3)
     assert np.array_equal(_ours, _expected), (
         f"{_name}: differs from enhance.clahe(channel='green') by up to {np.abs(_ours.astype(int) - _expected).max()}"

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 2 — Lesions and masks
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - read IDRiD's layout and its masks, and avoid the 0/76 grey-level trap
+#   - draw lesion overlays and measure how rare lesion pixels are
+#   - say what shrinking a photograph does to microaneurysms, and choose a mask resizing rule
+# - **Prerequisites**: lesson 1 (the disc, the square crop).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 75 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: introductory.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (the IDRiD data set, four lesions).
+#
 # The network learns from **masks**: for each photograph and each lesion, a binary image
 # that is 1 on the lesion's pixels and 0 elsewhere. The four lesions of diabetic
 # retinopathy segmented in IDRiD, in the order used everywhere in this project:
@@ -30,6 +44,7 @@
 # %%
 import cv2
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 import numpy as np
 from PIL import Image
 
@@ -137,6 +152,8 @@ axes[0].imshow(photo)
 axes[0].set_title("IDRiD_55")
 axes[1].imshow(painted)
 axes[1].set_title("its masks: " + ", ".join(f"{n} {k} px" for n, k in zip(LESIONS, masks.sum(axis=(1, 2)))))
+swatches = [Patch(color=LESION_COLOURS[name], label=f"{name}: {LESION_NAMES[name]}") for name in LESIONS]
+axes[1].legend(handles=swatches, loc="lower right", fontsize=8, framealpha=0.9)
 for ax in axes:
     ax.axis("off")
 plt.show()
@@ -393,32 +410,69 @@ print(f"IDRiD_55 EX at {exudates.shape[0]} px: {count_components(exudates)} lesi
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Write `read_mask_opencv(path)`: read an IDRiD mask with
+# 1. **Implementation, about 10 min.** Write `read_mask_opencv(path)`: read an IDRiD mask with
 #    `cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)` and return it as an `(H, W)` bool mask.
-# 2. **Implementation.** Write `lesion_shares(masks, disc)`: for a `(C, H, W)` bool stack
-#    and an `(H, W)` bool disc, the `(C,)` fraction of the disc's pixels that lie in each
-#    lesion (lesion pixels outside the disc do not count).
-# 3. **Implementation.** Write `count_lesions(mask)`: the number of lesions in an `(H, W)`
-#    bool mask, two pixels belonging to the same lesion when they touch by an edge or a
-#    corner (8-connectivity). Do it without `cv2.connectedComponents`: a flood fill in
-#    Python is fine for small masks.
-# 4. **Change and observe.** Shrink `dots` 14 times instead of 7 (to 72 × 72) with
+# 2. **Implementation, about 10 min.** Write `lesion_shares(masks, disc)`: for a `(C, H, W)`
+#    bool stack and an `(H, W)` bool disc, the `(C,)` fraction of the disc's pixels that lie in
+#    each lesion (lesion pixels outside the disc do not count).
+# 3. **Implementation, about 25 min.** Write `count_lesions(mask)`: the number of lesions in
+#    an `(H, W)` bool mask, two pixels belonging to the same lesion when they touch by an edge or
+#    a corner (8-connectivity). Do it without `cv2.connectedComponents`: a flood fill in Python
+#    is fine for small masks.
+# 4. **Experiment, about 10 min.** Shrink `dots` 14 times instead of 7 (to 72 × 72) with
 #    `pipeline.resize_mask`, and compute `count_ratio_by_rule`: a dict from each rule in
-#    `pipeline.MASK_RULES` to the number of pieces after shrinking (`count_components`)
-#    over the number of lesions before. Compare with factor 7: which ratios fall, and
-#    for which rules is a falling ratio not a lost lesion?
-# 5. **Conceptual.** The rule "any" keeps every microaneurysm. Why does the project not use
-#    it? Think of what a model learns from its targets and of how its Dice score would
+#    `pipeline.MASK_RULES` to the number of pieces after shrinking (`count_components`) over the
+#    number of lesions before. Compare with factor 7: which ratios fall, and for which rules is a
+#    falling ratio not a lost lesion?
+# 5. **Concept, about 10 min.** The rule "any" keeps every microaneurysm. Why does the project
+#    not use it? Think of what a model learns from its targets and of how its Dice score would
 #    look against the true, smaller lesions.
-# 6. **Change and observe.** `make_fundus` draws lesions larger than real unless
-#    `visible_at=None`. Compute `ma_area_ratio`: the number of MA pixels of
-#    `make_fundus(SEED, 512)` over that of `make_fundus(SEED, 512, visible_at=None)`.
-#    Why might a teaching data set exaggerate microaneurysms on purpose?
+# 6. **Experiment, about 10 min.** `make_fundus` draws lesions larger than real unless
+#    `visible_at=None`. Compute `ma_area_ratio`: the number of MA pixels of `make_fundus(SEED,
+#    512)` over that of `make_fundus(SEED, 512, visible_at=None)`. Why might a teaching data set
+#    exaggerate microaneurysms on purpose?
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% tags=["solution"] exercise=1
 def read_mask_opencv(path):
     """An IDRiD mask read with OpenCV as 8-bit grey, binarized: (H, W) bool."""
     ### BEGIN SOLUTION
+    # Why: IDRiD stores a lesion as grey level 76 (the luma of pure red), so the test must be > 0:
+    # a threshold at 127 would find nothing.
     grey_levels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)  # (H, W) {0, 76}
     return grey_levels > 0  # (H, W) never > 127: the lesion is 76
     ### END SOLUTION
@@ -438,6 +492,8 @@ print("exercise 1: correct")
 def lesion_shares(masks, disc):
     """(C,) fraction of the disc's pixels in each lesion of a (C, H, W) bool stack."""
     ### BEGIN SOLUTION
+    # Why: masks & disc drops the lesion pixels outside the disc, and dividing by the disc's
+    # pixels, not the image's, makes photographs with different black borders comparable.
     return (masks & disc).sum(axis=(1, 2)) / disc.sum()  # (C,)
     ### END SOLUTION
 
@@ -457,6 +513,8 @@ print("exercise 2: correct")
 def count_lesions(mask):
     """Number of 8-connected lesions in an (H, W) bool mask."""
     ### BEGIN SOLUTION
+    # Why: a flood fill from each lesion pixel not yet seen marks one whole 8-connected lesion; an
+    # explicit stack avoids Python's recursion limit on large lesions.
     height, width = mask.shape
     seen = np.zeros_like(mask, dtype=bool)  # (H, W)
     lesions = 0
@@ -505,9 +563,11 @@ print(count_ratio_by_rule)
 
 # %% tags=["check"] exercise=4
 assert set(count_ratio_by_rule) == set(pipeline.MASK_RULES), f"one ratio per rule expected, got {set(count_ratio_by_rule)}"
-for _rule, _ratio in count_ratio_by_rule.items():
-    _expected = count_components(pipeline.resize_mask(dots, (72, 72), _rule)) / count_components(dots)
-    assert np.isclose(_ratio, _expected), f"{_rule}: got {_ratio}, not lesions after / lesions before at 72 × 72"
+_ratios = list(count_ratio_by_rule.values())
+assert all(0 < _r <= 1 for _r in _ratios), f"ratios in (0, 1] expected: {count_ratio_by_rule}"
+assert answer_digest(count_ratio_by_rule) == "8c4d8c562a64", (
+    "not pieces after / lesions before at 72 × 72 for each rule"
+)
 print("exercise 4: correct")
 
 # %% [markdown] tags=["solution"] exercise=5
@@ -525,7 +585,9 @@ print("exercise 4: correct")
 
 # %% tags=["solution"] exercise=6
 ### BEGIN SOLUTION
-ma_area_ratio = make_fundus(SEED, 512)[1][0].sum() / make_fundus(SEED, 512, visible_at=None)[1][0].sum()
+ma_area_ratio = (
+    make_fundus(SEED, 512)[1][0].sum() / make_fundus(SEED, 512, visible_at=None)[1][0].sum()
+)
 # Far more MA pixels: each microaneurysm is drawn at least 2 px wide at 160 px. A small
 # model trained for minutes at 128–192 px could not see a sub-pixel dot at all; the
 # exaggeration keeps the lesson's training runs meaningful, and visible_at=None gives the
@@ -534,9 +596,10 @@ ma_area_ratio = make_fundus(SEED, 512)[1][0].sum() / make_fundus(SEED, 512, visi
 print(ma_area_ratio)
 
 # %% tags=["check"] exercise=6
-_drawn = synthetic_masks[0].sum()  # make_fundus(SEED, 512)
-_real = make_fundus(SEED, 512, visible_at=None)[1][0].sum()
-assert np.isclose(ma_area_ratio, _drawn / _real), (
+assert ma_area_ratio > 1, (
+    f"the drawn microaneurysms are larger than the real ones, got a ratio of {ma_area_ratio}"
+)
+assert answer_digest(ma_area_ratio) == "d7fcd7b6db41", (
     f"expected MA pixels (default) / MA pixels (visible_at=None), got {ma_area_ratio}"
 )
 print("exercise 6: correct")

@@ -9,6 +9,21 @@
 # %% [markdown]
 # # Lesson 3 — REBNCONV and RSU: the blocks of U²-Net
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - write a (dilated) convolution, batch norm and ReLU in NumPy and check them against torch
+#   - compute a receptive field by hand and from an impulse response
+#   - build an RSU block from NumPy parts and match the library's to float64 precision
+# - **Prerequisites**: none for the code; lesson 1 for the pictures. Convolutions as in any
+#   introduction to CNNs.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 105 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   the U²-Net blocks it uses unchanged.
+#
 # Whether a red dot in a fundus photograph is a microaneurysm depends on a few pixels
 # (its size, its edge) and on what lies far around it (a dot on a vessel is a vessel
 # crossing, not a lesion). A segmentation network has to see both. One 3 × 3 convolution
@@ -431,8 +446,10 @@ assert np.abs(out - out_torch).max() < 1e-10
 # %% [markdown]
 # ## The U inside the block
 #
-# One channel of each map (the channel that varies most), at its own size: the encoder
-# shrinks the photograph, the decoder brings it back to full size.
+# One channel of each map (the channel that varies most), drawn at its true size relative
+# to the input (one map pixel is one square of the grid of the 45 × 61 input) and on one
+# colour scale: the encoder shrinks the photograph, the decoder brings it back to full
+# size. Every map comes out of a ReLU, so 0 is the bottom of the scale.
 
 # %%
 def strongest_channel(array):
@@ -442,14 +459,20 @@ def strongest_channel(array):
 
 top = ["F_1(x)"] + [f"encoder {level}" for level in range(6)]
 bottom = ["bottom"] + [f"decoder {level}" for level in reversed(range(6))]
-fig, axes = plt.subplots(2, 7, figsize=(15, 4.4))
+shown = {name: strongest_channel(maps[name]) for name in top + bottom}  # name -> (h, w)
+scale = plt.Normalize(0, max(channel.max() for channel in shown.values()))
+full_h, full_w = maps["F_1(x)"].shape[2:]
+fig, axes = plt.subplots(2, 7, figsize=(16, 4.6), constrained_layout=True)
 for row, names in zip(axes, (top, bottom)):
     for ax, name in zip(row, names):
-        ax.imshow(strongest_channel(maps[name]), cmap="magma")
-        ax.set_title(f"{name}\n{maps[name].shape[2]}×{maps[name].shape[3]}", fontsize=9)
-        ax.axis("off")
-fig.suptitle("RSU-7 on a 45 × 61 photograph (random weights): down the encoder (top), up the decoder (bottom)")
-plt.tight_layout()
+        h, w = shown[name].shape
+        # extent in input pixels: a map of h × w pixels covers h × w squares of the input's grid
+        image = ax.imshow(shown[name], cmap="magma", norm=scale, extent=(0, w, h, 0))
+        ax.set(xlim=(0, full_w), ylim=(full_h, 0), xticks=[], yticks=[])
+        ax.set_title(f"{name}: {h}×{w}", fontsize=9)
+fig.colorbar(image, ax=axes, shrink=0.8, label="activation (after ReLU)")
+fig.suptitle("RSU-7 on a 45 × 61 photograph (random weights), maps at true relative size: "
+             "down the encoder (top), up the decoder (bottom)")
 plt.show()
 
 # %% [markdown]
@@ -518,28 +541,62 @@ print(f"a plain stack of 3×3 convolutions needs {-(-(field_u - 1) // 2)} layers
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Conceptual.** A 3 × 3 convolution with dilation 2 and a 5 × 5 convolution both
-#    span 5 pixels. Compare them: weights per channel pair, input pixels read, and what the
+# 1. **Concept, about 10 min.** A 3 × 3 convolution with dilation 2 and a 5 × 5 convolution
+#    both span 5 pixels. Compare them: weights per channel pair, input pixels read, and what the
 #    dilated one cannot see. When is the dilated one the better choice?
-# 2. **Implementation.** Write `depthwise_conv2d(x, weight, dilation)`: each channel
-#    convolved with its own 3 × 3 kernel, `weight` of shape `(C, 1, 3, 3)`, no sum over
-#    channels, padding $d$, no bias (torch's `F.conv2d(..., groups=C)`). Use one loop over
-#    the 9 taps, as in `conv2d_taps`.
-# 3. **Change and observe.** Run `impulse_response` with dilations `(2, 2, 2)` and with
-#    `(1, 2, 4)`. Inside the square the receptive field spans, count the pixels whose
-#    response is zero: `holes_222` and `holes_124`. Why does RSU-4F use 1, 2, 4, 8 and not
-#    2, 2, 2, 2?
-# 4. **Implementation.** Write `rsu4f_numpy(state, x)`: RSU-4F from `rebnconv_numpy`
-#    (no pooling, no resizing; encoder dilations 1, 2, 4, bottom 8, decoder 4, 2, 1), with
-#    the weights of a torch `rsu.RSU4F` as `reference.numpy_state_dict` gives them.
-# 5. **Change and observe.** Silence the U branch: make `silenced`, a copy of `block`
+# 2. **Implementation, about 25 min.** Write `depthwise_conv2d(x, weight, dilation)`: each
+#    channel convolved with its own 3 × 3 kernel, `weight` of shape `(C, 1, 3, 3)`, no sum over
+#    channels, padding $d$, no bias (torch's `F.conv2d(..., groups=C)`). Use one loop over the 9
+#    taps, as in `conv2d_taps`.
+# 3. **Experiment, about 15 min.** Run `impulse_response` with dilations `(2, 2, 2)` and with
+#    `(1, 2, 4)`. Inside the square the receptive field spans, count the pixels whose response is
+#    zero: `holes_222` and `holes_124`. Why does RSU-4F use 1, 2, 4, 8 and not 2, 2, 2, 2?
+# 4. **Implementation, about 30 min.** Write `rsu4f_numpy(state, x)`: RSU-4F from
+#    `rebnconv_numpy` (no pooling, no resizing; encoder dilations 1, 2, 4, bottom 8, decoder 4,
+#    2, 1), with the weights of a torch `rsu.RSU4F` as `reference.numpy_state_dict` gives them.
+# 5. **Experiment, about 15 min.** Silence the U branch: make `silenced`, a copy of `block`
 #    (`copy.deepcopy`) whose last decoder convolution has the batch-norm shift
-#    `decoder[0].bn.bias` set to −1000, and run it on `x_torch`: `out_silenced` (a NumPy
-#    array). What does the block compute now? Set `silenced_equals_f1` to `True` or `False`
-#    from what you computed, by comparing with `f1`.
-# 6. **Conceptual.** U²-Net uses RSU-4F for its two deepest encoder stages (En_5, En_6)
-#    and De_5. Why dilation there, and not pooling? Think of the map sizes for a 512 × 512
+#    `decoder[0].bn.bias` set to −1000, and run it on `x_torch`: `out_silenced` (a NumPy array).
+#    What does the block compute now? Set `silenced_equals_f1` to `True` or `False` from what you
+#    computed, by comparing with `f1`.
+# 6. **Concept, about 10 min.** U²-Net uses RSU-4F for its two deepest encoder stages (En_5,
+#    En_6) and De_5. Why dilation there, and not pooling? Think of the map sizes for a 512 × 512
 #    input and for the smallest input the model accepts, 32 × 32.
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% [markdown] tags=["solution"] exercise=1
 # ### BEGIN SOLUTION
@@ -556,6 +613,8 @@ print(f"a plain stack of 3×3 convolutions needs {-(-(field_u - 1) // 2)} layers
 def depthwise_conv2d(x, weight, dilation):
     """Each channel of x (B, C, H, W) convolved with its own kernel weight[c, 0] (3×3), padding d."""
     ### BEGIN SOLUTION
+    # Why: with one kernel per channel (torch's groups = C) each output channel reads only its own
+    # input channel, so the sum over channels disappears; padding d keeps H x W at dilation d.
     batch, channels, height, width = x.shape
     kernel = weight.shape[-1]
     padding = dilation * (kernel - 1) // 2
@@ -598,24 +657,25 @@ holes_222, holes_124 = holes[(2, 2, 2)], holes[(1, 2, 4)]
 print("holes with (2, 2, 2):", holes_222, "  with (1, 2, 4):", holes_124)
 
 # %% tags=["check"] exercise=3
-def _holes(dilations):
-    # offsets reachable along one axis: sums of one of (-d, 0, d) per layer; 2-D is the product
-    _reach = {0}
-    for _d in dilations:
-        _reach = {r + s for r in _reach for s in (-_d, 0, _d)}
-    _span = max(_reach) - min(_reach) + 1
-    return _span**2 - len(_reach) ** 2
-
-
-for _dilations, _answer in (((2, 2, 2), holes_222), ((1, 2, 4), holes_124)):
-    assert isinstance(_answer, (int, np.integer)), f"holes for {_dilations} must be an int, got {_answer!r}"
-    assert _answer == _holes(_dilations), f"dilations {_dilations}: {_answer} holes is wrong"
+_cases = (((2, 2, 2), holes_222, "2abaca4911e6"), ((1, 2, 4), holes_124, "5feceb66ffc8"))
+for _dilations, _answer, _digest in _cases:
+    assert isinstance(_answer, (int, np.integer)), (
+        f"holes for {_dilations} must be an int, got {_answer!r}"
+    )
+    assert 0 <= _answer < 41 * 41, (
+        f"dilations {_dilations}: {_answer} holes cannot be in a 41 × 41 response"
+    )
+    assert answer_digest(_answer) == _digest, f"dilations {_dilations}: {_answer} holes is wrong"
 print("exercise 3: correct")
+
 
 # %% tags=["solution"] exercise=4
 def rsu4f_numpy(state, x):
     r"""RSU-4F: $\mathcal{U}(F_1(x)) + F_1(x)$ with dilations 1, 2, 4 | 8 | 4, 2, 1 and no pooling."""
     ### BEGIN SOLUTION
+    # Why: RSU-4F is an RSU with dilation in place of pooling: the encoder dilates 1, 2, 4, the
+    # bottom 8, the decoder mirrors 4, 2, 1 on the concatenation with its skip, and the residual
+    # adds F_1(x).
     dilations = (1, 2, 4)
     f1 = rebnconv_numpy(state, "conv_in", x)  # (B, out, H, W)
     skips = []
@@ -625,8 +685,12 @@ def rsu4f_numpy(state, x):
         skips.append(h)
     h = rebnconv_numpy(state, "bottom", h, dilation=8)  # (B, mid, H, W)
     for level in reversed(range(len(dilations))):
-        h = rebnconv_numpy(state, f"decoder.{level}", np.concatenate([h, skips[level]], axis=1),
-                           dilation=dilations[level])  # (B, mid or out, H, W)
+        h = rebnconv_numpy(
+            state,
+            f"decoder.{level}",
+            np.concatenate([h, skips[level]], axis=1),
+            dilation=dilations[level],
+        )  # (B, mid or out, H, W)
     return h + f1  # (B, out, H, W)
     ### END SOLUTION
 
@@ -638,7 +702,9 @@ _x = _rng.normal(size=(2, 6, 11, 13))  # (B, C, H, W)
 _ours = rsu4f_numpy(reference.numpy_state_dict(_block), _x)
 with torch.no_grad():
     _expected = _block(torch.from_numpy(_x)).numpy()  # (2, 12, 11, 13)
-assert np.shape(_ours) == _expected.shape, f"output shape {np.shape(_ours)}, expected {_expected.shape}"
+assert np.shape(_ours) == _expected.shape, (
+    f"output shape {np.shape(_ours)}, expected {_expected.shape}"
+)
 _gap = np.abs(_ours - _expected).max()
 assert _gap < 1e-10, f"differs from rsu.RSU4F by {_gap}"
 print("exercise 4: correct")
@@ -658,11 +724,20 @@ print("largest difference, silenced block vs F_1(x):", np.abs(out_silenced - f1)
 # %% tags=["check"] exercise=5
 assert silenced is not block, "silenced must be a copy of block, not block itself"
 with torch.no_grad():
-    assert np.allclose(block(x_torch).numpy(), out_torch), "block itself was changed: work on a copy"
-    assert silenced.decoder[0].bn.bias.max().item() <= -1000 + 1e-9, "set decoder[0].bn.bias of the copy to -1000"
-    assert np.allclose(np.asarray(out_silenced), silenced(x_torch).numpy()), "out_silenced is not the silenced block's output"
-assert isinstance(silenced_equals_f1, (bool, np.bool_)), f"silenced_equals_f1 must be True or False, got {silenced_equals_f1!r}"
-assert silenced_equals_f1 == np.allclose(out_silenced, f1), "compare out_silenced with f1 again"
+    assert np.allclose(block(x_torch).numpy(), out_torch), (
+        "block itself was changed: work on a copy"
+    )
+    assert silenced.decoder[0].bn.bias.max().item() <= -1000 + 1e-9, (
+        "set decoder[0].bn.bias of the copy to -1000"
+    )
+    _copy_output = silenced(x_torch)  # (1, 32, 45, 61)
+assert np.allclose(np.asarray(out_silenced), _copy_output.numpy()), (
+    "out_silenced is not the silenced block's output"
+)
+assert isinstance(silenced_equals_f1, (bool, np.bool_)), (
+    f"silenced_equals_f1 must be True or False, got {silenced_equals_f1!r}"
+)
+assert answer_digest(silenced_equals_f1) == "3cbc87c7681f", "compare out_silenced with f1 again"
 print("exercise 5: correct")
 
 # %% [markdown] tags=["solution"] exercise=6

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 4 — The U²-Net and its XS width
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - assemble U²-Net from RSU blocks: nesting, six side outputs and the fused output
+#   - derive the parameter formula P(b, k) and find the paper's 0.29 M in it
+#   - count multiply-accumulates and compare the full, small and XS widths
+# - **Prerequisites**: lesson 3 (REBNCONV and RSU).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 100 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference):
+#   U²-XS-Net and its 0.29 M parameters.
+#
 # Lesson 3 built one residual U-block (RSU). U²-Net (Qin et al., *Pattern Recognition*
 # 2020) **nests** them: a large U-Net whose eleven stages are each an RSU, a U of U's.
 # The original has 44 million parameters. Siebert & Rostalski (MIDL 2021) want a model
@@ -465,28 +479,63 @@ plt.show()
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** At inference, `fold.fold_batchnorm` merges each batch norm into
-#    the convolution before it, and $\gamma$, $\beta$ disappear. Write
-#    `folded_parameters(b, k)`: the parameter count of the folded width-b model with k
-#    outputs, as a formula (count the batch-norm channels of an RSU-L first).
-# 2. **Conceptual.** The parameters of XS are spread almost evenly over its stages, but
-#    De_1 does half of the work. Why? If XS had to run twice as fast on a phone, which
-#    stages would you change, and how?
-# 3. **Change and observe.** Compute `macs_by_size`, a dict from the input size (256,
-#    500, 512, 1024) to the MACs of XS with four outputs (`counting.conv_macs`), and print
-#    each one's ratio to 512 next to $(\text{size} / 512)^2$. Set
-#    `scales_with_area_for_multiples_of_32` to `True` or `False` from what you see: do
-#    256 and 1024 cost exactly $(\text{size}/512)^2$ times 512's MACs? Why does 500 not?
-# 4. **Implementation.** Write `largest_width(budget_bytes, k)`: the largest width $b$
-#    whose model with $k$ outputs fits in `budget_bytes` bytes in float32 (use
+# 1. **Implementation, about 25 min.** At inference, `fold.fold_batchnorm` merges each batch
+#    norm into the convolution before it, and $\gamma$, $\beta$ disappear. Write
+#    `folded_parameters(b, k)`: the parameter count of the folded width-b model with k outputs,
+#    as a formula (count the batch-norm channels of an RSU-L first).
+# 2. **Concept, about 15 min.** The parameters of XS are spread almost evenly over its stages,
+#    but De_1 does half of the work. Why? If XS had to run twice as fast on a phone, which stages
+#    would you change, and how?
+# 3. **Experiment, about 10 min.** Compute `macs_by_size`, a dict from the input size (256,
+#    500, 512, 1024) to the MACs of XS with four outputs (`counting.conv_macs`), and print each
+#    one's ratio to 512 next to $(\text{size} / 512)^2$. Set
+#    `scales_with_area_for_multiples_of_32` to `True` or `False` from what you see: do 256 and
+#    1024 cost exactly $(\text{size}/512)^2$ times 512's MACs? Why does 500 not?
+# 4. **Implementation, about 15 min.** Write `largest_width(budget_bytes, k)`: the largest
+#    width $b$ whose model with $k$ outputs fits in `budget_bytes` bytes in float32 (use
 #    `counting.parameter_formula`).
-# 5. **Change and observe.** Make `averaged`, a copy of `xs` whose fused head returns,
-#    for each lesion, the plain mean of the six side outputs of that lesion (set
-#    `fuse.weight` and `fuse.bias`). Run it on `x` and keep its seven outputs as NumPy
-#    arrays in `outputs_averaged`. What would training lose with such a fixed head?
-# 6. **Conceptual.** Side 6 reads the deepest stage, yet its receptive field (4096 px)
-#    is the smallest of the six sides. Why? And why is the fused output's field equal to
-#    side 1's?
+# 5. **Experiment, about 20 min.** Make `averaged`, a copy of `xs` whose fused head returns,
+#    for each lesion, the plain mean of the six side outputs of that lesion (set `fuse.weight`
+#    and `fuse.bias`). Run it on `x` and keep its seven outputs as NumPy arrays in
+#    `outputs_averaged`. What would training lose with such a fixed head?
+# 6. **Concept, about 15 min.** Side 6 reads the deepest stage, yet its receptive field (4096
+#    px) is the smallest of the six sides. Why? And why is the fused output's field equal to side
+#    1's?
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% tags=["solution"] exercise=1
 def folded_parameters(b, k):
@@ -535,15 +584,19 @@ assert set(macs_by_size) == {256, 500, 512, 1024}, f"sizes 256, 500, 512, 1024 e
 for _size in (500, 1024):
     _expected = counting.conv_macs(model.u2net_xs(4), _size, _size)
     assert macs_by_size[_size] == _expected, f"size {_size}: {macs_by_size[_size]} is not XS's MACs (k = 4)"
+assert answer_digest(macs_by_size) == "f4c51ddcd2d5", "the MACs at 256 are not XS's (k = 4)"
 assert isinstance(scales_with_area_for_multiples_of_32, (bool, np.bool_)), "scales_with_area_for_multiples_of_32 must be True or False"
-_exact = macs_by_size[1024] == 4 * macs_by_size[512] and 4 * macs_by_size[256] == macs_by_size[512]
-assert scales_with_area_for_multiples_of_32 == _exact, "compare the ratios of 256 and 1024 with (size / 512)^2 again"
+assert answer_digest(scales_with_area_for_multiples_of_32) == "3cbc87c7681f", (
+    "compare the ratios of 256 and 1024 with (size / 512)^2 again"
+)
 print("exercise 3: correct")
 
 # %% tags=["solution"] exercise=4
 def largest_width(budget_bytes, k):
     """The largest b with 4 * P(b, k) <= budget_bytes (float32), or 0 if not even b = 1 fits."""
     ### BEGIN SOLUTION
+    # Why: P(b, k) grows with b, so the widths that fit are 1 ... b*; counting up until the next
+    # width no longer fits finds b*.
     b = 0
     while 4 * counting.parameter_formula(b + 1, k) <= budget_bytes:
         b += 1

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 5 — Class weights: the 1/8 exponent
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - compute the paper's class weights r_k and w_k by hand and in NumPy
+#   - explain why the weights use the 8th root of the imbalance, with numbers
+#   - check a NumPy definition against the library's and its torch twin
+# - **Prerequisites**: lesson 2 (masks and how rare lesion pixels are).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 60 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: introductory.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (the class weights of the loss).
+#
 # A multi-task model predicts four lesion channels at once: microaneurysms (MA),
 # haemorrhages (HE), hard exudates (EX) and soft exudates (SE). Their pixels are rare,
 # and not equally rare: in a fundus photograph the background outnumbers a lesion's pixels
@@ -219,27 +233,64 @@ print("all lesion everywhere :", equations.class_weights(np.ones((1, 4, 2, 2))))
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Write `class_weights_with(y, exponent)`: the paper's weights
-#    with any exponent $p$ in place of 1/8, for a `(B, C, H, W)` target.
-# 2. **Experiment.** For the toy batch `y`, compute `spread_by_exponent`: a dict from the
-#    exponent (1, 1/2, 1/8 as floats: `1.0`, `0.5`, `0.125`) to the ratio of the largest
+# 1. **Implementation, about 15 min.** Write `class_weights_with(y, exponent)`: the paper's
+#    weights with any exponent $p$ in place of 1/8, for a `(B, C, H, W)` target.
+# 2. **Experiment, about 10 min.** For the toy batch `y`, compute `spread_by_exponent`: a dict
+#    from the exponent (1, 1/2, 1/8 as floats: `1.0`, `0.5`, `0.125`) to the ratio of the largest
 #    to the smallest class weight. Use NumPy and the `ratio` array of the lesson.
-# 3. **Conceptual.** Why 1/8 and not 1? Answer in three or four sentences, using the
-#    numbers of exercise 2.
-# 4. **Change and observe.** Add a third image without any lesion to the batch
-#    (`np.zeros((1, 4, H, W))`) and compute its class weights `weights_three_images`
-#    with `equations.class_weights`. Does the weight of MA (the rarest lesion) rise or
-#    fall? Set `ma_weight_rises` to `True` or `False` from what you computed.
-# 5. **By hand.** Find the imbalance `r_twice_eighth` at which a lesion's unnormalized
-#    factor $r^{1/8}$ is twice that of a balanced channel ($r = 1$), and `r_twice_half`
-#    for $r^{1/2}$.
-# 6. **Conceptual.** What would happen without the $+1$ in $r_k$ in a batch without any
-#    soft exudate? And what does the $+1$ change in a batch with thousands of SE pixels?
+# 3. **Concept, about 10 min.** Why 1/8 and not 1? Answer in three or four sentences, using
+#    the numbers of exercise 2.
+# 4. **Experiment, about 10 min.** Add a third image without any lesion to the batch
+#    (`np.zeros((1, 4, H, W))`) and compute its class weights `weights_three_images` with
+#    `equations.class_weights`. Does the weight of MA (the rarest lesion) rise or fall? Set
+#    `ma_weight_rises` to `True` or `False` from what you computed.
+# 5. **Concept, by hand, about 5 min.** Find the imbalance `r_twice_eighth` at which a
+#    lesion's unnormalized factor $r^{1/8}$ is twice that of a balanced channel ($r = 1$), and
+#    `r_twice_half` for $r^{1/2}$.
+# 6. **Concept, about 10 min.** What would happen without the $+1$ in $r_k$ in a batch without
+#    any soft exudate? And what does the $+1$ change in a batch with thousands of SE pixels?
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% tags=["solution"] exercise=1
 def class_weights_with(y, exponent):
     """w_k = r_k^p / sum_j r_j^p with p = `exponent`, for a binary (B, C, H, W) target."""
     ### BEGIN SOLUTION
+    # Why: the paper's r_k sums over the batch and the pixels (axes 0, 2, 3); its p-th power
+    # normalized to sum 1 is w_k, and p = 1/8 gives equations.class_weights.
     ratio_k = (1 - y).sum(axis=(0, 2, 3)) / (y.sum(axis=(0, 2, 3)) + 1)  # (C,)
     powered = ratio_k**exponent  # (C,)
     return powered / powered.sum()  # (C,)
@@ -257,6 +308,8 @@ print("exercise 1: correct")
 
 # %% tags=["solution"] exercise=2
 ### BEGIN SOLUTION
+# Why: in a ratio of two weights the normalization cancels, so the spread is (r_max / r_min)^p:
+# about 16.6 at p = 1, its square root at 1/2 and its 8th root, about 1.42, at 1/8.
 spread_by_exponent = {}
 for p in (1.0, 0.5, 0.125):
     w_p = ratio**p / (ratio**p).sum()  # (C,)
@@ -266,9 +319,12 @@ print(spread_by_exponent)
 
 # %% tags=["check"] exercise=2
 assert set(spread_by_exponent) == {1.0, 0.5, 0.125}, f"keys 1.0, 0.5, 0.125 expected, got {set(spread_by_exponent)}"
-for _p, _spread in spread_by_exponent.items():
-    # the normalization cancels in a ratio of weights: largest / smallest = (r_max / r_min)^p
-    assert np.isclose(_spread, (ratio.max() / ratio.min()) ** _p), f"exponent {_p}: spread {_spread} is wrong"
+_spreads = [spread_by_exponent[_p] for _p in (0.125, 0.5, 1.0)]
+assert all(_s >= 1 for _s in _spreads), f"largest / smallest is at least 1, got {_spreads}"
+assert _spreads == sorted(_spreads), f"a larger exponent cannot narrow the spread: {_spreads}"
+assert answer_digest(spread_by_exponent) == "7927120c13a4", (
+    f"the spreads {spread_by_exponent} are not right"
+)
 print("exercise 2: correct")
 
 # %% [markdown] tags=["solution"] exercise=3
@@ -293,20 +349,33 @@ print("two images  :", weights)
 print("three images:", weights_three_images)
 
 # %% tags=["check"] exercise=4
-_three = np.concatenate([y, np.zeros((1, 4, H, W))])  # (3, C, H, W)
-assert np.allclose(weights_three_images, equations.class_weights(_three)), "weights of the three-image batch are wrong"
-assert isinstance(ma_weight_rises, (bool, np.bool_)), f"ma_weight_rises must be True or False, got {ma_weight_rises!r}"
-assert ma_weight_rises == (weights_three_images[0] > weights[0]), "look again at the MA weight before and after"
+assert np.shape(weights_three_images) == (4,), (
+    f"one weight per lesion expected, got {np.shape(weights_three_images)}"
+)
+assert np.isclose(np.sum(weights_three_images), 1), "class weights sum to 1"
+assert answer_digest(weights_three_images) == "0669dff68b7f", (
+    "weights of the three-image batch are wrong"
+)
+assert isinstance(ma_weight_rises, (bool, np.bool_)), (
+    f"ma_weight_rises must be True or False, got {ma_weight_rises!r}"
+)
+assert answer_digest(ma_weight_rises) == "60a33e6cf515", (
+    "look again at the MA weight before and after"
+)
 print("exercise 4: correct")
 
 # %% tags=["solution"] exercise=5
 ### BEGIN SOLUTION
+# Why: r^(1/8) = 2 means r = 2^8 = 256, and r^(1/2) = 2 means r = 4: the 8th root needs a 64 times
+# larger imbalance for the same doubling.
 r_twice_eighth = 2.0**8  # r^(1/8) = 2
 r_twice_half = 2.0**2  # r^(1/2) = 2
 ### END SOLUTION
 
 # %% tags=["check"] exercise=5
-assert np.isclose(r_twice_eighth ** (1 / 8), 2 * 1 ** (1 / 8)), f"r_twice_eighth^(1/8) must be 2, got {r_twice_eighth}"
+assert np.isclose(r_twice_eighth ** (1 / 8), 2 * 1 ** (1 / 8)), (
+    f"r_twice_eighth^(1/8) must be 2, got {r_twice_eighth}"
+)
 assert np.isclose(r_twice_half**0.5, 2), f"r_twice_half^(1/2) must be 2, got {r_twice_half}"
 print("exercise 5: correct")
 

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 6 — Focal BCE, Dice and deep supervision
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - compute focal BCE and Dice loss by hand and compare their gradients on easy and hard pixels
+#   - say what each term does for a tiny lesion, from the numbers the lesson prints
+#   - add deep supervision over the seven outputs and check it against the library
+# - **Prerequisites**: lesson 5 (class weights); lesson 4 for the side outputs.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 70 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (focal BCE with γ = 1, Dice, α = 0.75, deep supervision).
+#
 # Lesson 5 balanced the four lesion channels against each other. Inside one channel the
 # imbalance is still there: thousands of background pixels per lesion pixel. Plain binary
 # cross-entropy averages over all of them, so the many easy background pixels set the
@@ -27,11 +41,17 @@
 # pixel, shows why Dice helps tiny lesions, and checks everything against the library.
 
 # %%
+import tempfile
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from data_prep.dataset import LesionDataset
+from data_prep.shipped import idrid_root
 from u2net_mini import equations, losses, worked_example
+from u2net_mini.checkpoint import load_model
+from u2net_mini.shipped import shipped_checkpoints
 
 rng = np.random.default_rng(0)
 np.set_printoptions(precision=5, suppress=True)
@@ -297,8 +317,8 @@ plt.show()
 #
 # U²-Net returns seven maps: the fused output and six side outputs, one per decoder stage.
 # Each is scored by the same loss $L$ and the seven losses are summed, each with weight 1.
-# We make seven outputs of decreasing quality for a small batch (the side outputs of the
-# deep stages are coarser in a real network).
+# First seven made-up outputs of decreasing quality for a small batch, to check the sum
+# against the library; then a real network's.
 
 # %%
 y_ds = (rng.random((2, 2, 16, 16)) < np.array([0.05, 0.2])[None, :, None, None]).astype(float)  # (B, C, H, W)
@@ -317,12 +337,42 @@ print("loss of each output:", per_output)
 print(f"sum {ours_ds:.6f}   equations.deep_supervision_loss {library_ds:.6f}   losses (torch) {twin_ds.item():.6f}")
 print("largest difference:", max(abs(ours_ds - library_ds), abs(ours_ds - twin_ds.item())))
 
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.bar(["fused"] + [f"side {m}" for m in range(1, 7)], per_output)
-ax.set(ylabel="L", title="the seven terms of the deep-supervision loss")
+# %% [markdown]
+# A real network's seven outputs: the U²-XS-Net the project ships, trained on the real
+# IDRiD photographs (lesson 9), on one real test photograph at the paper's 512 × 512,
+# each output scored by the same loss against the photograph's masks. The torch twin
+# takes the logits, where a confident pixel's $\log \hat y$ stays finite.
+
+# %%
+workspace = tempfile.TemporaryDirectory(prefix="lesson06-")  # the photograph's cache goes here
+network, payload = load_model(shipped_checkpoints("mt")[0])
+real_test = LesionDataset(idrid_root(), "test", size=512, mean=payload["mean"], std=payload["std"],
+                          cache_dir=workspace.name)
+x_real, y_real = real_test[0]  # (3, 512, 512), (4, 512, 512)
+with torch.no_grad():
+    logits_real = network(x_real[None])  # 7 × (1, 4, 512, 512)
+target_real = y_real[None].double()  # (1, 4, 512, 512)
+# (7,): one loss per output, fused first
+real_terms = np.array([losses.lesion_loss(z.double(), target_real).item() for z in logits_real])
+print(real_test.reader.names[0], "- loss of each output:", real_terms.round(4),
+      " sum:", round(real_terms.sum(), 4))
+strides = [1, 1, 2, 4, 8, 16, 32]  # the resolution each output's stage works at, fused first
+
+fig, ax = plt.subplots(figsize=(7, 3))
+labels = ["fused\n(1)"] + [f"side {m}\n({strides[m]})" for m in range(1, 7)]
+ax.bar(labels, real_terms, color="tab:blue")
+ax.set(ylabel="L of the output",
+       title=f"shipped XS on {real_test.reader.names[0]}: the seven terms (stage's stride)")
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# The trained network's terms grow from the fine outputs to the coarse ones: the fused
+# output and side 1, both at full resolution, score best (about equal), and side 6,
+# computed from En_6 at 1/32 of the resolution, worst, about 40 % higher. Every term is
+# of the same order, so none of the seven dominates the sum and each stage's side head
+# keeps a gradient of its own size to the end of training.
+#
 # Because the total is a plain sum, the gradient that reaches side output $m$ is exactly
 # the gradient of its own term $L(y, \hat y^{(m)})$. In the network each side output hangs
 # off a different decoder stage, so every stage hears from the target directly, not only
@@ -357,28 +407,65 @@ print("largest difference, gradient of the sum vs gradient of each term alone:",
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** The project sums Dice over the whole batch. Write
-#    `dice_loss_per_image(y, y_hat, smooth=1.0)`, returning a `(B, C)` array: the Dice
-#    loss of each image and channel on its own.
-# 2. **Change and observe.** For an easy background pixel ($y = 0$, $\hat y = 0.05$),
-#    find `smallest_gamma`: the smallest integer $\gamma$ for which its focal loss is
-#    below 1 % of its plain BCE. Use `equations.focal_bce` on a 1 × 1 × 1 × 1 image.
-# 3. **Experiment.** Repeat the 3-pixel demo with background probability 0.01 instead
-#    of 0.001 (lesion found: 0.9, missed: 0.01). Compute `fbce_drop` and `dice_drop`, the
+# 1. **Implementation, about 15 min.** The project sums Dice over the whole batch. Write
+#    `dice_loss_per_image(y, y_hat, smooth=1.0)`, returning a `(B, C)` array: the Dice loss of
+#    each image and channel on its own.
+# 2. **Experiment, about 10 min.** For an easy background pixel ($y = 0$, $\hat y = 0.05$),
+#    find `smallest_gamma`: the smallest integer $\gamma$ for which its focal loss is below 1 %
+#    of its plain BCE. Use `equations.focal_bce` on a 1 × 1 × 1 × 1 image.
+# 3. **Experiment, about 10 min.** Repeat the 3-pixel demo with background probability 0.01
+#    instead of 0.001 (lesion found: 0.9, missed: 0.01). Compute `fbce_drop` and `dice_drop`, the
 #    loss drops when the lesion is found, and set `bigger_drop` to `"fbce"` or `"dice"`.
-# 4. **Implementation.** Write `weighted_deep_supervision(y, y_hats, side_weight)`: the
-#    fused output `y_hats[0]` with weight 1 and the six side outputs `y_hats[1:]` with
-#    weight `side_weight`, using `equations.lesion_loss`.
-# 5. **Conceptual.** At test time only the fused output is used. Why supervise the six
-#    side outputs at all? What would you expect with `side_weight = 0`?
-# 6. **Conceptual.** A lesion pixel the network is sure is background has $\hat y = 0.001$.
-#    Compare the gradients $\partial / \partial z$ of the focal BCE and of Dice on it,
+# 4. **Implementation, about 10 min.** Write `weighted_deep_supervision(y, y_hats,
+#    side_weight)`: the fused output `y_hats[0]` with weight 1 and the six side outputs
+#    `y_hats[1:]` with weight `side_weight`, using `equations.lesion_loss`.
+# 5. **Concept, about 10 min.** At test time only the fused output is used. Why supervise the
+#    six side outputs at all? What would you expect with `side_weight = 0`?
+# 6. **Concept, about 15 min.** A lesion pixel the network is sure is background has $\hat y =
+#    0.001$. Compare the gradients $\partial / \partial z$ of the focal BCE and of Dice on it,
 #    using the formulas of the lesson. What does this say about training with Dice alone?
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% tags=["solution"] exercise=1
 def dice_loss_per_image(y, y_hat, smooth=1.0):
     """Dice loss of each image and channel on its own: (B, C)."""
     ### BEGIN SOLUTION
+    # Why: summing over the pixel axes (2, 3) only, not over the batch, gives one intersection and
+    # one total per image and channel; with B = 1 it is equations.dice_loss.
     intersection_bc = (y * y_hat).sum(axis=(2, 3))  # (B, C)
     total_bc = y.sum(axis=(2, 3)) + y_hat.sum(axis=(2, 3))  # (B, C)
     return 1 - (2 * intersection_bc + smooth) / (total_bc + smooth)  # (B, C)
@@ -408,12 +495,10 @@ while equations.focal_bce(_easy_y, _easy_p, gamma=smallest_gamma)[0] >= 0.01 * _
 print("smallest gamma:", smallest_gamma)
 
 # %% tags=["check"] exercise=2
-_y1, _p1 = np.zeros((1, 1, 1, 1)), np.full((1, 1, 1, 1), 0.05)  # (1, 1, 1, 1)
-_plain = equations.focal_bce(_y1, _p1, gamma=0)[0]
 assert float(smallest_gamma).is_integer(), f"smallest_gamma must be an integer, got {smallest_gamma}"
-assert equations.focal_bce(_y1, _p1, gamma=smallest_gamma)[0] < 0.01 * _plain, f"gamma = {smallest_gamma} is not enough"
-assert smallest_gamma == 0 or equations.focal_bce(_y1, _p1, gamma=smallest_gamma - 1)[0] >= 0.01 * _plain, (
-    f"gamma = {smallest_gamma - 1} is already enough: {smallest_gamma} is not the smallest"
+assert smallest_gamma >= 1, "gamma = 0 is plain BCE: 100 % of itself"
+assert answer_digest(int(smallest_gamma)) == "d4735e3a265e", (
+    f"gamma = {smallest_gamma} is not the smallest that is enough"
 )
 print("exercise 2: correct")
 
@@ -431,32 +516,48 @@ bigger_drop = "dice" if dice_drop > fbce_drop else "fbce"
 print(f"fBCE drop {fbce_drop:.5f}, Dice drop {dice_drop:.3f}: the bigger is {bigger_drop}")
 
 # %% tags=["check"] exercise=3
-_target = np.zeros((1, 1, 64, 64))  # (1, 1, 64, 64)
-_target[0, 0, 10, 20:23] = 1  # any 3 pixels: only the count matters
-_miss, _find = np.full(_target.shape, 0.01), np.where(_target == 1, 0.9, 0.01)  # (1, 1, 64, 64) each
-_fd = equations.focal_bce(_target, _miss)[0] - equations.focal_bce(_target, _find)[0]
-_dd = equations.dice_loss(_target, _miss)[0] - equations.dice_loss(_target, _find)[0]
-assert np.isclose(fbce_drop, _fd), f"fbce_drop: got {fbce_drop}, expected {_fd}"
-assert np.isclose(dice_drop, _dd), f"dice_drop: got {dice_drop}, expected {_dd}"
-assert bigger_drop == ("dice" if _dd > _fd else "fbce"), f"bigger_drop {bigger_drop!r} does not match the drops"
+assert fbce_drop > 0 and dice_drop > 0, (
+    f"finding the lesson must lower both losses, got {fbce_drop}, {dice_drop}"
+)
+assert answer_digest(fbce_drop, digits=3) == "d5651e2b6e31", (
+    f"fbce_drop: {fbce_drop} is not the focal BCE's drop"
+)
+assert answer_digest(dice_drop) == "d0867720a8b0", (
+    f"dice_drop: {dice_drop} is not the Dice loss's drop"
+)
+assert bigger_drop in ("fbce", "dice"), f'bigger_drop must be "fbce" or "dice", got {bigger_drop!r}'
+assert answer_digest(bigger_drop) == "cd0027fc421e", (
+    f"bigger_drop {bigger_drop!r} does not match the drops"
+)
 print("exercise 3: correct")
+
 
 # %% tags=["solution"] exercise=4
 def weighted_deep_supervision(y, y_hats, side_weight):
     """L(y, fused) + side_weight * sum of L(y, side output) over the six side outputs."""
     ### BEGIN SOLUTION
+    # Why: the paper's deep supervision is this sum with side_weight = 1; the loss is linear in
+    # side_weight, and 0 leaves the fused output alone.
     fused, sides = y_hats[0], y_hats[1:]
-    return equations.lesion_loss(y, fused) + side_weight * sum(equations.lesion_loss(y, p) for p in sides)
+    return equations.lesion_loss(y, fused) + side_weight * sum(
+        equations.lesion_loss(y, p) for p in sides
+    )
     ### END SOLUTION
 
 
 # %% tags=["check"] exercise=4
 _one = weighted_deep_supervision(y_ds, y_hats_ds, 1.0)
-assert np.isclose(_one, equations.deep_supervision_loss(y_ds, y_hats_ds)), f"side_weight = 1 must give the paper's sum, got {_one}"
+assert np.isclose(_one, equations.deep_supervision_loss(y_ds, y_hats_ds)), (
+    f"side_weight = 1 must give the paper's sum, got {_one}"
+)
 _zero = weighted_deep_supervision(y_ds, y_hats_ds, 0.0)
-assert np.isclose(_zero, equations.lesion_loss(y_ds, y_hats_ds[0])), f"side_weight = 0 must leave the fused output only, got {_zero}"
+assert np.isclose(_zero, equations.lesion_loss(y_ds, y_hats_ds[0])), (
+    f"side_weight = 0 must leave the fused output only, got {_zero}"
+)
 _half = weighted_deep_supervision(y_ds, y_hats_ds, 0.5)
-assert np.isclose(_half, (_one + _zero) / 2), f"the loss must be linear in side_weight, got {_half} at 0.5"
+assert np.isclose(_half, (_one + _zero) / 2), (
+    f"the loss must be linear in side_weight, got {_half} at 0.5"
+)
 print("exercise 4: correct")
 
 # %% [markdown] tags=["solution"] exercise=5

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 7 — The paper's augmentation
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - write the paper's augmentation (rotation, shift, scale, flips) as one affine matrix
+#   - apply it to a photograph and its masks alike, and see what it does to one-pixel lesions
+#   - make augmentation reproducible from a seed whatever order the items load in
+# - **Prerequisites**: lessons 1 and 2 (the square photograph and its masks).
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 80 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   Section 3 (rotation ±90°, shift ±0.1·s, scale 0.6–1.4, flips).
+#
 # IDRiD has 54 training photographs. A network with 0.29 M parameters can learn those 54
 # by heart: where the optic disc is, which way the vessels run, where this patient's
 # exudates sit. It should learn what a lesion looks like wherever it is. **Augmentation**
@@ -355,29 +369,64 @@ print("epoch 1, items 0-5:", np.round(epoch_angles(0, 1, range(6)), 1))
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Write `invert_affine(matrix)`: the (2, 3) matrix $[A' \mid b']$
-#    of the inverse map, $p = A' p' + b'$, for a (2, 3) matrix $[A \mid b]$. Use NumPy
+# 1. **Implementation, about 15 min.** Write `invert_affine(matrix)`: the (2, 3) matrix $[A'
+#    \mid b']$ of the inverse map, $p = A' p' + b'$, for a (2, 3) matrix $[A \mid b]$. Use NumPy
 #    (`np.linalg.inv` is fine), not `cv2.invertAffineTransform`.
-# 2. **Implementation.** Write `compose(first, second)`: the (2, 3) matrix of the map that
-#    applies `first`, then `second`.
-# 3. **Change and observe.** A microaneurysm at 256 px is about one pixel. Make a
-#    `(1, SIZE, SIZE)` mask with only the pixel at row 120, column 140 set. With
+# 2. **Implementation, about 15 min.** Write `compose(first, second)`: the (2, 3) matrix of
+#    the map that applies `first`, then `second`.
+# 3. **Experiment, about 15 min.** A microaneurysm at 256 px is about one pixel. Make a `(1,
+#    SIZE, SIZE)` mask with only the pixel at row 120, column 140 set. With
 #    `np.random.default_rng(0)`, draw 300 matrices one after the other with
-#    `augment.random_affine(rng, SIZE)`, warp the mask with each
-#    (`augment.apply_affine(image, mask, matrix)`), and compute `vanish_rate`, the share of
-#    draws after which no pixel is set. Which parameter decides whether it vanishes?
-# 4. **Conceptual.** The library augments the `uint8` photograph *after* CLAHE and
-#    *before* normalization. What would go wrong if it augmented the normalized input
-#    `x` instead, with the same black (zero) border? And why would CLAHE after the
-#    augmentation be a worse order?
-# 5. **Change and observe.** Compute the angles that items 0–4 of epoch 0 get when they
+#    `augment.random_affine(rng, SIZE)`, warp the mask with each (`augment.apply_affine(image,
+#    mask, matrix)`), and compute `vanish_rate`, the share of draws after which no pixel is set.
+#    Which parameter decides whether it vanishes?
+# 4. **Concept, about 10 min.** The library augments the `uint8` photograph *after* CLAHE and
+#    *before* normalization. What would go wrong if it augmented the normalized input `x`
+#    instead, with the same black (zero) border? And why would CLAHE after the augmentation be a
+#    worse order?
+# 5. **Experiment, about 15 min.** Compute the angles that items 0–4 of epoch 0 get when they
 #    are loaded in the order 0, 1, 2, 3, 4 and in the order 4, 3, 2, 1, 0, two ways:
 #    `per_item_forward` and `per_item_backward` with a generator per item,
 #    `np.random.default_rng([0, 0, i])`; `shared_forward` and `shared_backward` with one
-#    generator `np.random.default_rng(0)` shared by the items in loading order. Give each
-#    as a list indexed by item (element `i` is item `i`'s angle).
-# 6. **Conceptual.** The rotation stops at ±90°. Can the network still see a photograph
-#    turned upside down (180°)? Which orientations can it see at all, counting flips?
+#    generator `np.random.default_rng(0)` shared by the items in loading order. Give each as a
+#    list indexed by item (element `i` is item `i`'s angle).
+# 6. **Concept, about 10 min.** The rotation stops at ±90°. Can the network still see a
+#    photograph turned upside down (180°)? Which orientations can it see at all, counting flips?
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% tags=["solution"] exercise=1
 def invert_affine(matrix):
@@ -444,11 +493,11 @@ vanish_rate = vanished / 300
 print(vanish_rate)
 
 # %% tags=["check"] exercise=3
-_pixel = np.zeros((1, SIZE, SIZE), dtype=bool)  # (1, 256, 256)
-_pixel[0, 120, 140] = True
-_draws = np.random.default_rng(0)
-_gone = [not augment.apply_affine(image, _pixel, augment.random_affine(_draws, SIZE))[1].any() for _ in range(300)]
-assert np.isclose(vanish_rate, np.mean(_gone)), f"got {vanish_rate}: not the share of the 300 draws in order"
+assert 0 <= vanish_rate <= 1, f"a share is between 0 and 1, got {vanish_rate}"
+assert float(vanish_rate * 300).is_integer(), f"a share of 300 draws: k / 300, got {vanish_rate}"
+assert answer_digest(vanish_rate) == "44896b093657", (
+    f"got {vanish_rate}: not the share of the 300 draws in order"
+)
 print("exercise 3: correct")
 
 # %% [markdown] tags=["solution"] exercise=4
@@ -464,8 +513,12 @@ print("exercise 3: correct")
 # augmented; CLAHE first makes the enhancement a property of the photograph alone.
 # ### END SOLUTION
 
+
 # %% tags=["solution"] exercise=5
 ### BEGIN SOLUTION
+# Why: a generator per item makes each item's draw independent of the loading order (data-loader
+# workers load in any order); one shared generator hands out its draws in loading order, so
+# reversing the order reverses who gets which angle.
 def angle_of(generator):
     return augment.random_params(generator, SIZE)["angle"]
 
@@ -481,15 +534,27 @@ print("per item:", np.round(per_item_forward, 1), np.round(per_item_backward, 1)
 print("shared:  ", np.round(shared_forward, 1), np.round(shared_backward, 1))
 
 # %% tags=["check"] exercise=5
-_own = [augment.random_params(np.random.default_rng([0, 0, _i]), SIZE)["angle"] for _i in range(5)]
-assert np.allclose(per_item_forward, _own) and np.allclose(per_item_backward, _own), (
-    "with a generator per item, each item's angle is its own generator's first draw, in any order"
+for _name, _angles in (
+    ("per_item_forward", per_item_forward),
+    ("per_item_backward", per_item_backward),
+    ("shared_forward", shared_forward),
+    ("shared_backward", shared_backward),
+):
+    assert len(_angles) == 5 and all(-90 <= _a <= 90 for _a in _angles), (
+        f"{_name}: five angles in ±90° expected"
+    )
+assert answer_digest(list(per_item_forward)) == "485abfbf317d", (
+    "per_item_forward: item i's own generator's angle"
 )
-_one = np.random.default_rng(0)
-_sequence = [augment.random_params(_one, SIZE)["angle"] for _ in range(5)]
-assert np.allclose(shared_forward, _sequence), "shared, forward: item i gets the i-th draw"
-assert np.allclose(shared_backward, _sequence[::-1]), "shared, backward: item 4 gets the first draw"
-assert not np.allclose(shared_forward, shared_backward), "with a shared generator the loading order matters"
+assert answer_digest(list(per_item_backward)) == "485abfbf317d", (
+    "per_item_backward: indexed by item, not by loading"
+)
+assert answer_digest(list(shared_forward)) == "13fce382c6f9", (
+    "shared_forward: one generator, items 0 to 4"
+)
+assert answer_digest(list(shared_backward)) == "96c00db85cfc", (
+    "shared_backward: one generator, item 4 loaded first"
+)
 print("exercise 5: correct")
 
 # %% [markdown] tags=["solution"] exercise=6

@@ -9,6 +9,20 @@
 # %% [markdown]
 # # Lesson 10 — Mobile: parameters, megabytes and speed
 #
+# **At a glance**
+#
+# - **You will learn to**
+#   - count the shipped model's parameters and megabytes in fp32, fp16 and int8
+#   - set its multiply-accumulates against a measured matrix-multiply rate
+#   - fold batch norm in NumPy, export to ONNX and compare the speed of the inference paths
+# - **Prerequisites**: lesson 4 (P(b, k) and MACs); lesson 3 for batch norm.
+# - **Time on a laptop CPU**: < 1 min to run top to bottom; about 100 min for the six exercises,
+#   plus the reading.
+# - **Difficulty**: intermediate.
+# - **Paper**:
+#   [Siebert & Rostalski, MIDL 2021](https://openreview.net/group?id=MIDL.io/2021/Conference),
+#   U²-XS-Net's 0.29 M parameters and its 44 fps on a GPU.
+#
 # Diabetic retinopathy screening happens where the patients are: in a clinic far from a
 # hospital, with a hand-held fundus camera and, often, a phone. Siebert & Rostalski
 # (MIDL 2021) shrink U²-Net to **U²-XS-Net** so that the lesion maps could be computed
@@ -547,32 +561,66 @@ print(f"lesson run time: {time.perf_counter() - began:.0f} s")
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Implementation.** Batch norm can also come *before* a convolution. Write
-#    `fold_bn_into_next_conv(gamma, beta, mean, var, weight, bias, eps)`: NumPy arrays of a
-#    batch norm on $C$ channels and a **1 × 1** convolution $C \to O$ after it (`weight`
-#    `(O, C, 1, 1)`, `bias` `(O,)`); return `(weight', bias')` of one convolution equal to
-#    `conv(bn(x))`.
-# 2. **Implementation.** Write `largest_tensor_bytes(network, size, bytes_per_value=4)`:
-#    the bytes of the largest single tensor that any module of `network` (the network
-#    itself included) takes as input or returns, for one `(1, 3, size, size)` input. Use
-#    forward hooks. Print its value for `xs` at 512 × 512 next to the weights' bytes.
-# 3. **Change and observe.** Write `predicted_macs(network, size)`: the MACs of `network`
-#    at size × size for a size that is a multiple of 32, predicted from one count at
-#    32 × 32; and `largest_size_for(network, fps, gflops_per_s)`: the largest multiple of
-#    32 (0 if none) at which the arithmetic floor allows `fps` frames per second at a rate
-#    of `gflops_per_s`. Print the answer for XS at 1 fps and at 44 fps with this core's
+# 1. **Implementation, about 20 min.** Batch norm can also come *before* a convolution. Write
+#    `fold_bn_into_next_conv(gamma, beta, mean, var, weight, bias, eps)`: NumPy arrays of a batch
+#    norm on $C$ channels and a **1 × 1** convolution $C \to O$ after it (`weight` `(O, C, 1,
+#    1)`, `bias` `(O,)`); return `(weight', bias')` of one convolution equal to `conv(bn(x))`.
+# 2. **Implementation, about 20 min.** Write `largest_tensor_bytes(network, size,
+#    bytes_per_value=4)`: the bytes of the largest single tensor that any module of `network`
+#    (the network itself included) takes as input or returns, for one `(1, 3, size, size)` input.
+#    Use forward hooks. Print its value for `xs` at 512 × 512 next to the weights' bytes.
+# 3. **Experiment, about 20 min.** Write `predicted_macs(network, size)`: the MACs of
+#    `network` at size × size for a size that is a multiple of 32, predicted from one count at 32
+#    × 32; and `largest_size_for(network, fps, gflops_per_s)`: the largest multiple of 32 (0 if
+#    none) at which the arithmetic floor allows `fps` frames per second at a rate of
+#    `gflops_per_s`. Print the answer for XS at 1 fps and at 44 fps with this core's
 #    `matmul_gflops`.
-# 4. **Change and observe.** Write `quantize_per_channel(weight)`: int8 with one scale
+# 4. **Experiment, about 20 min.** Write `quantize_per_channel(weight)`: int8 with one scale
 #    per output channel, returning `(q, scale)` with `q` int8 of the shape of `weight` and
-#    `scale` of shape `(O,)`. Apply it to the folded De_1 weight `weight` of section 1 and
-#    set `per_channel_error` to the relative error of its smallest channel (as printed in
-#    section 1 for one scale per tensor). What changes, and why?
-# 5. **Conceptual.** The paper reports 44 fps on an RTX 2080 Ti. List what you would
-#    need to know to compare that figure with the table of section 5, and say what you
+#    `scale` of shape `(O,)`. Apply it to the folded De_1 weight `weight` of section 1 and set
+#    `per_channel_error` to the relative error of its smallest channel (as printed in section 1
+#    for one scale per tensor). What changes, and why?
+# 5. **Concept, about 10 min.** The paper reports 44 fps on an RTX 2080 Ti. List what you
+#    would need to know to compare that figure with the table of section 5, and say what you
 #    would measure to decide whether XS suits a particular phone.
-# 6. **Conceptual.** At 512 × 512 the weights of XS are about 1 MB, its activations a few
-#    hundred MB. Why is it the activations that decide whether the model fits a small
+# 6. **Concept, about 10 min.** At 512 × 512 the weights of XS are about 1 MB, its activations
+#    a few hundred MB. Why is it the activations that decide whether the model fits a small
 #    device, and what could you change to shrink them, without retraining and with it?
+
+# %% [markdown]
+# Some checks below compare a fingerprint of your answer with a stored one
+# (`answer_digest`: the numbers rounded, then hashed), so they can tell a right answer
+# from a wrong one without showing it.
+
+# %%
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
 
 # %% tags=["solution"] exercise=1
 def fold_bn_into_next_conv(gamma, beta, mean, var, weight, bias, eps=1e-5):
@@ -608,6 +656,8 @@ print("exercise 1: correct")
 def largest_tensor_bytes(network, size, bytes_per_value=4):
     """Bytes of the largest tensor any module of `network` reads or returns for a (1, 3, size, size) input."""
     ### BEGIN SOLUTION
+    # Why: a forward hook on every module sees that module's inputs and output; the largest
+    # element count times the bytes per value is the largest tensor the device must hold at once.
     largest = [0]
 
     def record(module, inputs, output):
@@ -668,17 +718,21 @@ for _fps in (1, 44):
     print(f"XS at {_fps} fps on {matmul_gflops:.0f} GFLOP/s: at most {largest_size_for(xs, _fps, matmul_gflops)} px")
 
 # %% tags=["check"] exercise=3
-_m32 = counting.conv_macs(xs, 32, 32)
 for _size in (96, 320):
     assert predicted_macs(xs, _size) == counting.conv_macs(xs, _size, _size), \
         f"predicted MACs at {_size} differ from counting.conv_macs: {predicted_macs(xs, _size)}"
 for _fps, _rate in ((44, 1160.0), (1, 50.0), (10, 100.0), (1000, 1.0)):
     _s = largest_size_for(xs, _fps, _rate)
     assert isinstance(_s, (int, np.integer)) and _s % 32 == 0 and _s >= 0, f"a multiple of 32 expected, got {_s!r}"
-    _flop = lambda side: 2 * _m32 * (side // 32) ** 2  # noqa: E731 - exact for multiples of 32
-    assert _s == 0 or _fps * _flop(_s) <= _rate * 1e9, f"{_fps} fps at {_rate} GFLOP/s: {_s} px is too large"
-    assert _fps * _flop(_s + 32) > _rate * 1e9, f"{_fps} fps at {_rate} GFLOP/s: {_s + 32} px would fit too"
+    # FLOP = 2 MACs
+    _fits = _s == 0 or _fps * 2 * counting.conv_macs(xs, int(_s), int(_s)) <= _rate * 1e9
+    assert _fits, f"{_fps} fps at {_rate} GFLOP/s: {_s} px is too large"
+    _next = int(_s) + 32
+    assert _fps * 2 * counting.conv_macs(xs, _next, _next) > _rate * 1e9, (
+        f"{_fps} fps at {_rate} GFLOP/s: {_next} px would fit too"
+    )
 print("exercise 3: correct")
+
 
 # %% tags=["solution"] exercise=4
 def quantize_per_channel(weight):
@@ -696,7 +750,9 @@ def quantize_per_channel(weight):
 q_channel, scale_channel = quantize_per_channel(weight)  # (32, 64, 3, 3), (32,)
 restored_channel = q_channel * scale_channel[:, None, None, None]  # (32, 64, 3, 3)
 smallest = channel_range.argmin()
-per_channel_error = np.abs(restored_channel[smallest] - weight[smallest]).max() / channel_range[smallest]
+per_channel_error = (
+    np.abs(restored_channel[smallest] - weight[smallest]).max() / channel_range[smallest]
+)
 # Every channel now uses all 255 levels, so the error of each is at most half a step of
 # its own range (1/254 of its largest weight) instead of half a step of the whole tensor's:
 # the small channels gain most.
@@ -705,17 +761,28 @@ print(f"relative error of the smallest channel: one scale {error[channel_range.a
       f"one per channel {per_channel_error:.2%}")
 
 # %% tags=["check"] exercise=4
-_w = np.random.default_rng(2).normal(size=(6, 4, 3, 3)) * np.array([0.01, 0.1, 1, 3, 0.5, 2])[:, None, None, None]  # (6, 4, 3, 3)
+_w = (
+    np.random.default_rng(2).normal(size=(6, 4, 3, 3))
+    * np.array([0.01, 0.1, 1, 3, 0.5, 2])[:, None, None, None]
+)  # (6, 4, 3, 3)
 _q, _s = quantize_per_channel(_w)
-assert np.asarray(_q).dtype == np.int8 and np.shape(_q) == _w.shape, f"q must be int8 of shape {_w.shape}, got {np.asarray(_q).dtype} {np.shape(_q)}"
+assert np.asarray(_q).dtype == np.int8 and np.shape(_q) == _w.shape, (
+    f"q must be int8 of shape {_w.shape}, got {np.asarray(_q).dtype} {np.shape(_q)}"
+)
 assert np.shape(_s) == (6,), f"one scale per output channel expected, got shape {np.shape(_s)}"
-assert np.all(np.abs(np.asarray(_q, dtype=int)).max(axis=(1, 2, 3)) == 127), "every channel must use the full range ±127"
-assert np.all(np.abs(_q * np.asarray(_s)[:, None, None, None] - _w) <= np.asarray(_s)[:, None, None, None] / 2 + 1e-12), \
-    "the rounding error must be at most half a step of the channel's scale"
-_q_de1, _s_de1 = quantize_per_channel(weight)
-_k = channel_range.argmin()
-assert np.isclose(per_channel_error, np.abs(_q_de1[_k] * _s_de1[_k] - weight[_k]).max() / channel_range[_k]), \
+assert np.all(np.abs(np.asarray(_q, dtype=int)).max(axis=(1, 2, 3)) == 127), (
+    "every channel must use the full range ±127"
+)
+assert np.all(
+    np.abs(_q * np.asarray(_s)[:, None, None, None] - _w)
+    <= np.asarray(_s)[:, None, None, None] / 2 + 1e-12
+), "the rounding error must be at most half a step of the channel's scale"
+assert 0 < per_channel_error <= 0.5 / 127 + 1e-9, (
+    f"at most half a step of ±127 relative to the channel, got {per_channel_error}"
+)
+assert answer_digest(per_channel_error, digits=3) == "3d3b94ea84a4", (
     f"per_channel_error must be the relative error of De_1's smallest channel, got {per_channel_error}"
+)
 print("exercise 4: correct")
 
 # %% [markdown] tags=["solution"] exercise=5

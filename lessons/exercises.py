@@ -27,6 +27,7 @@ grader finds each exercise's cells again after a student has worked in it.
 """
 
 import copy
+import re
 from pathlib import Path
 
 import jupytext
@@ -37,6 +38,8 @@ CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 ANSWER_STUB = "YOUR ANSWER HERE"
 SOLUTION = "solution"
 CHECK = "check"
+WRITTEN = "written answer"
+NAME_KEY = "exercise_name"  # cell metadata: the exercise's name (`exercise_names`)
 
 
 def read_lesson(path):
@@ -149,13 +152,146 @@ def student_source(cell):
     return "\n".join(kept + lines[start:])
 
 
+def name_exercises(notebook):
+    """Write each exercise's name (`exercise_names`) into the metadata of its cells, in place.
+
+    The names travel with the cells into the student's notebook, where the grader reads them.
+    """
+    names = exercise_names(notebook)
+    for cell in notebook.cells:
+        number = exercise_number(cell)
+        if role(cell) is not None and number in names:
+            cell.metadata[NAME_KEY] = names[number]
+    return notebook
+
+
 def to_student(notebook):
     """A copy of the lesson with every solution replaced by a placeholder and no outputs."""
     check_lesson(notebook)
-    student = copy.deepcopy(notebook)
+    student = name_exercises(copy.deepcopy(notebook))
     for cell in student.cells:
         if role(cell) == SOLUTION:
             cell.source = student_source(cell)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return student
+
+
+def answer_digest(value, digits=4):
+    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
+
+    A check cell compares the student's fingerprint with a stored one, so it can tell a
+    right answer from a wrong one without showing the answer or the code that computes it.
+    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
+    this function in a cell before its exercises (student notebooks cannot import
+    `lessons`); a test keeps the copies equal to this one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "[" + ",".join(text(item) for item in v) + "]"
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):.{digits}g}"
+        return repr(v)
+
+    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+
+
+def _bare_code(line):
+    """A line of code without its comment or whitespace, names' leading underscores dropped.
+
+    Check cells put their helpers behind an underscore (`_w`); dropping it lets `_w = f(y)`
+    in a check match `w = f(y)` in a solution. A `#` inside a string cuts the line short,
+    which only makes the comparison miss, never report a false leak of a longer line.
+    """
+    return re.sub(r"\b_(?=\w)", "", re.sub(r"\s+", "", line.split("#", 1)[0]))
+
+
+def _fragments(line, shortest):
+    """The pieces of a solution line worth looking for.
+
+    The line, and the right side of an assignment or a return.
+    """
+    code = _bare_code(line)
+    pieces = {code}
+    assignment = re.match(r"^[\w\[\],.()'\"]+[-+*/]?=(?!=)(.+)$", code)
+    if assignment:
+        pieces.add(assignment.group(1))
+    if code.startswith("return"):
+        pieces.add(code[len("return") :])
+    return {piece for piece in pieces if len(piece) >= shortest}
+
+
+def leaked_solution_code(notebook, shortest=16):
+    """[(exercise, code), …]: solution code that a check cell spells out.
+
+    A piece of solution code (a line, or the right side of an assignment or a return, at
+    least `shortest` characters once whitespace and comments are gone) leaks when a check
+    cell of the lesson contains it and the lesson shows it nowhere else: not in its body,
+    not in an exercise statement. Code the statement gives away is no leak.
+    """
+    given, checks = [], []
+    for cell in notebook.cells:
+        lines = cell.source.splitlines()
+        if role(cell) == CHECK:
+            checks.append("".join(_bare_code(line) for line in lines))
+            continue
+        hidden = {i for begin, end in solution_regions(lines) for i in range(begin, end + 1)}
+        shown = [line for i, line in enumerate(lines) if i not in hidden]
+        if cell.cell_type == "markdown":
+            shown = [line.lstrip("#").replace("`", "") for line in shown]
+        given += [_bare_code(line) for line in shown]
+    given = "\n".join(given)
+    leaks = []
+    for number, cells in exercises(notebook).items():
+        for index in cells[SOLUTION]:
+            cell = notebook.cells[index]
+            if cell.cell_type != "code":
+                continue
+            lines = cell.source.splitlines()
+            for begin, end in solution_regions(lines):
+                for line in lines[begin + 1 : end]:
+                    for piece in sorted(_fragments(line, shortest)):
+                        if piece not in given and any(piece in check for check in checks):
+                            leaks.append((number, piece))
+    return leaks
+
+
+def exercise_names(notebook):
+    """{N: name}: what each exercise makes, for a grader to read instead of cell numbers.
+
+    The first name a solution cell defines (`def class_weights_with(`) or assigns inside a
+    solution region (`spread_by_exponent = ...`) that the exercise's check reads; else the
+    first such name; else "written answer" for an exercise answered in Markdown. Read from
+    the lesson with its solutions: a student's notebook has lost what the regions held.
+    """
+    names = {}
+    for number, cells in exercises(notebook).items():
+        code = [notebook.cells[i] for i in cells[SOLUTION] if notebook.cells[i].cell_type == "code"]
+        made = []
+        for cell in code:
+            lines = cell.source.splitlines()
+            inside = {i for begin, end in solution_regions(lines) for i in range(begin + 1, end)}
+            for index, line in enumerate(lines):
+                defined = re.match(r"^\s*def (\w+)\(", line)
+                assigned = (
+                    re.match(r"^(\w+(?:\s*,\s*\w+)*)\s*=(?!=)", line) if index in inside else None
+                )
+                if defined:
+                    made.append(defined.group(1))
+                elif assigned:
+                    made += [name.strip() for name in assigned.group(1).split(",")]
+        made = [name for name in made if not name.startswith("_")]
+        checked = " ".join(notebook.cells[i].source for i in cells[CHECK])
+        read = [name for name in made if re.search(rf"\b{name}\b", checked)]
+        names[number] = (read + made + [WRITTEN])[0]
+    return names

@@ -25,6 +25,7 @@ a missing or unreadable notebook, a notebook without any exercise cell, or an un
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 
 from u2net_mini.atomic import atomic_write
 
-from .exercises import ANSWER_STUB, CHECK, SOLUTION, exercises
+from .exercises import ANSWER_STUB, CHECK, NAME_KEY, SOLUTION, exercises
 
 PASSED, FAILED, NOT_ATTEMPTED, MANUAL = "passed", "failed", "not attempted", "manual"
 STATUSES = (PASSED, FAILED, NOT_ATTEMPTED, MANUAL)
@@ -94,10 +95,12 @@ def grade_executed(notebook, timeout=600):
         written = [i for i in cells[SOLUTION] if notebook.cells[i].cell_type == "markdown"]
         errors = [(i, first_error(notebook.cells[i])) for i in sorted(code) if first_error(notebook.cells[i])]
         unfinished = [i for i, (ename, _) in errors if ename == "NotImplementedError"]
+        # where an error came from, by role rather than by cell number
+        part = {i: "check" if i in cells[CHECK] else "solution" for i in code}
         if unfinished:
-            status, detail = NOT_ATTEMPTED, f"NotImplementedError in cell {unfinished[0] + 1}"
+            status, detail = NOT_ATTEMPTED, f"NotImplementedError in the {part[unfinished[0]]}"
         elif errors:
-            status, detail = FAILED, f"cell {errors[0][0] + 1}: {_describe(errors[0][1], timeout)}"
+            status, detail = FAILED, f"{part[errors[0][0]]}: {_describe(errors[0][1], timeout)}"
         elif cells[CHECK]:
             status, detail = PASSED, ""
         elif code:
@@ -106,16 +109,36 @@ def grade_executed(notebook, timeout=600):
             status, detail = NOT_ATTEMPTED, f"the written answer still reads {ANSWER_STUB}"
         else:
             status, detail = MANUAL, "a written answer: read it"
-        if written and status in (PASSED, FAILED) and any(ANSWER_STUB not in notebook.cells[i].source for i in written):
+        if (
+            written
+            and status in (PASSED, FAILED)
+            and any(ANSWER_STUB not in notebook.cells[i].source for i in written)
+        ):
             detail = (detail + "; " if detail else "") + "also a written answer to read"
-        results.append({"exercise": number, "status": status, "detail": detail})
+        named = [notebook.cells[i].metadata.get(NAME_KEY) for i in cells[SOLUTION] + cells[CHECK]]
+        name = next((str(n) for n in named if n), "")
+        results.append({"exercise": number, "name": name, "status": status, "detail": detail})
     outside = [
-        {"cell": i + 1, "error": _describe(first_error(cell), timeout)}
+        {
+            "cell": i + 1,
+            "section": section_of(notebook, i),
+            "error": _describe(first_error(cell), timeout),
+        }
         for i, cell in enumerate(notebook.cells)
         if i not in in_exercises and cell.cell_type == "code" and first_error(cell)
     ]
     summary = {status: sum(result["status"] == status for result in results) for status in STATUSES}
     return {"exercises": results, "errors_outside_exercises": outside, "summary": summary}
+
+
+def section_of(notebook, index):
+    """The last Markdown heading above cell `index` (its text), or "" before the first."""
+    for cell in reversed(notebook.cells[:index]):
+        if cell.cell_type == "markdown":
+            headings = re.findall(r"^#+\s+(.+?)\s*$", cell.source, re.M)
+            if headings:
+                return headings[-1]
+    return ""
 
 
 def grade(path, timeout=600, kernel_name="python3"):
@@ -125,7 +148,9 @@ def grade(path, timeout=600, kernel_name="python3"):
     try:
         executed = execute(notebook, path.resolve().parent, timeout, kernel_name)
     except NoSuchKernel as error:
-        raise ValueError(f"no Jupyter kernel named {kernel_name!r} here (see `jupyter kernelspec list`)") from error
+        raise ValueError(
+            f"no Jupyter kernel named {kernel_name!r} here (see `jupyter kernelspec list`)"
+        ) from error
     return {"notebook": str(path), **grade_executed(executed, timeout)}
 
 
@@ -139,10 +164,14 @@ def format_report(report):
     lines = [report.get("notebook", "notebook")]
     for result in report["exercises"]:
         detail = f"  ({result['detail']})" if result["detail"] else ""
-        lines.append(f"  exercise {result['exercise']:<3} {result['status']}{detail}")
+        title = f"exercise {result['exercise']} {result.get('name', '')}".rstrip()
+        lines.append(f"  {title:<40} {result['status']}{detail}")
     for error in report["errors_outside_exercises"]:
-        lines.append(f"  cell {error['cell']} outside the exercises raised {error['error']}")
-    lines.append("  " + ", ".join(f"{status} {count}" for status, count in report["summary"].items()))
+        where = f' (under "{error["section"]}")' if error.get("section") else ""
+        lines.append(f"  cell {error['cell']}{where} outside the exercises raised {error['error']}")
+    lines.append(
+        "  " + ", ".join(f"{status} {count}" for status, count in report["summary"].items())
+    )
     return "\n".join(lines)
 
 
@@ -153,8 +182,12 @@ def main(argv=None):
     )
     parser.add_argument("notebook", help="the student's NOTEBOOK.ipynb")
     parser.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
-    parser.add_argument("--timeout", type=int, default=600, help="whole seconds one cell may run (default 600)")
-    parser.add_argument("--kernel", default="python3", help="the Jupyter kernel to run it with (default python3)")
+    parser.add_argument(
+        "--timeout", type=int, default=600, help="whole seconds one cell may run (default 600)"
+    )
+    parser.add_argument(
+        "--kernel", default="python3", help="the Jupyter kernel to run it with (default python3)"
+    )
     args = parser.parse_args(argv)
     if args.json is not None and Path(args.json).suffix != ".json":
         print(f"grade: --json must name a .json file, got {args.json}", file=sys.stderr)
