@@ -57,10 +57,12 @@ import numpy as np
 import onnx
 import torch
 
+from data_prep.shipped import idrid_root
 from u2net_mini import bench, counting, export, fold, inference, model, reference
 from u2net_mini.checkpoint import load_model
 from u2net_mini.lesions import LESIONS
-from u2net_mini.shipped import shipped_checkpoints
+from u2net_mini.quantize import calibration_batches
+from u2net_mini.shipped import WEIGHTS_DIR, provenance, shipped_checkpoints
 
 torch.set_num_threads(1)  # one thread: every timing below is one core's, on a busy machine too
 torch.manual_seed(0)
@@ -142,8 +144,8 @@ print(f"relative error of that channel: {error[channel_range.argmin()].max() / c
 # %% [markdown]
 # Running int8 weights takes more than storing them: the feature maps must be quantized
 # too (with scales calibrated on real photographs), and the device needs integer
-# convolution kernels. This project stops at fp16 weights (`export --fp16`); exercise 4
-# improves the scales. What each precision would take, for the three sizes of lesson 4:
+# convolution kernels. Section 4 runs the int8 file the project ships; exercise 4 improves
+# the scales of one tensor. What each precision would take, for the three sizes of lesson 4:
 
 # %%
 networks = {"XS (b = 8)": xs, "small (b = 16)": model.u2net_small(K), "full U²-Net": model.u2net_full(K)}
@@ -336,6 +338,36 @@ print(f"Conv nodes {operations['Conv']} = nn.Conv2d modules {convolutions}; "
       f"BatchNormalization nodes: {operations['BatchNormalization']} (folded away)")
 
 # %% [markdown]
+# **int8, in practice.** `export --int8` quantizes weights (one scale per output channel,
+# as in exercise 4) *and* feature maps (one scale per tensor, set from the range each map
+# takes on 16 real training photographs), with ONNX Runtime's quantizer; the fusion and the
+# sigmoid stay in float, so that $\hat y$ keeps its fine ranking (`u2net_mini/quantize.py`
+# says why). The project ships the result for our model. Its maps beside the fp32 model's,
+# on the first test photograph:
+
+# %%
+int8_file = WEIGHTS_DIR / "xs_mt_int8.onnx"
+int8_session = inference.OnnxSession(int8_file, threads=1)
+_, [photo_x] = calibration_batches(shipped_payload, idrid_root(), count=1, split="test")  # (1, 3, 512, 512)
+y_hat_fp32 = export.torch_probabilities(xs, photo_x)  # (1, 4, 512, 512)
+y_hat_int8 = int8_session(photo_x)  # (1, 4, 512, 512)
+difference = np.abs(y_hat_int8 - y_hat_fp32)  # (1, 4, 512, 512)
+print(f"int8 file: {int8_file.stat().st_size / 1e6:.2f} MB (fp32 ONNX: {reports['fp32']['bytes'] / 1e6:.2f} MB)")
+print(f"|Δy_hat| int8 vs fp32 on IDRiD_55: mean {difference.mean():.1e}, "
+      f"99.9th percentile {np.quantile(difference, 0.999):.3f}, largest {difference.max():.2f}")
+recorded = provenance("xs_mt_int8")["test_512px_square"]
+for precision in ("fp32", "int8"):
+    aupr = recorded["aupr"][precision]
+    print(f"AUPR {precision:>4} on the 27 test photographs: "
+          + ", ".join(f"{lesion} {aupr[lesion]:.3f}" for lesion in LESIONS))
+
+# %% [markdown]
+# Under a third of the fp32 file, maps that differ by a few $10^{-4}$ on average, and an AUPR
+# that moves in the third decimal (the record was scored by `scripts/ship_int8.py`).
+# The largest difference is not small: a pixel whose logit sits on a step of the 256-level
+# grid of a feature map can jump by tenths. That is why the export checks the *mean*
+# difference, and why the AUPR, not one pixel, decides whether int8 ships.
+#
 # The fp32 file is the folded weights (1.15 MB) plus the graph; with fp16 weights the
 # weights halve and the graph does not. `inference.OnnxSession` runs the file without any
 # of this project's model code, as `python -m u2net_mini.predict --onnx model.onnx` does.
@@ -542,7 +574,8 @@ print(f"lesson run time: {time.perf_counter() - began:.0f} s")
 #
 # - **Storage**: XS has 291,532 parameters (288,684 after folding): 1.17 MB in fp32,
 #   0.58 MB in fp16, about 0.3 MB in int8; the ONNX file is 1.33 MB (0.77 MB with fp16
-#   weights). The original U²-Net needs 176 MB in fp32.
+#   weights, 0.39 MB in int8, shipped as `u2net_mini/weights/xs_mt_int8.onnx`). The
+#   original U²-Net needs 176 MB in fp32.
 # - **Arithmetic**: 13.13 G MACs = 26.3 GFLOP per 512 × 512 image, scaling with the
 #   area. Divided by the best rate of a matrix multiply it gives a floor under the
 #   time; XS moves few enough bytes per FLOP that this floor, not memory traffic, binds.
@@ -796,13 +829,13 @@ print("exercise 4: correct")
 # Even then, 44 fps says that XS needs ~1.16 TFLOP/s of sustained arithmetic for that
 # rate; a GPU has it, a phone's CPU does not, as section 6 reasons.
 #
-# For a particular phone, measure on the phone: export the model (`export`, fp32 and fp16
-# weights), run it with the runtime the app will use (ONNX Runtime Mobile, or the
-# vendor's accelerator) at the input size the screening needs, batch 1, after warm-up,
+# For a particular phone, measure on the phone: export the model (`export`, fp32, fp16
+# weights or `--int8`; `--ort` writes ONNX Runtime Mobile's format), run it with the
+# runtime the app will use (ONNX Runtime Mobile, or the vendor's accelerator) at the input size the screening needs, batch 1, after warm-up,
 # and record the median latency over many runs, the peak memory, and the latency after a
 # few minutes of continuous use (phones slow down when warm). Also check that the maps
 # agree with the fp32 ones closely enough that AUPR on a test set does not move (the
-# project's bf16 rule: by less than 0.005).
+# project's rules: bf16 by less than 0.005, int8 by at most 0.01).
 # ### END SOLUTION
 
 # %% [markdown] tags=["solution"] exercise=6
