@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from u2net_mini.atomic import atomic_write
-from u2net_mini.lesions import LESIONS, lesion_indices
+from .atomic import atomic_write
+from .lesions import LESIONS, lesion_indices
 
 from .augment import augment as augment_example
 from .enhance import CLAHE_CHANNELS, channel_stats

@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from u2net_mini.atomic import atomic_write
-from u2net_mini.lesions import LESIONS
+from .atomic import atomic_write
+from .lesions import LESIONS
 
 SEGMENTATION = "A. Segmentation"
 IMAGES = "1. Original Images"
@@ -50,6 +50,14 @@ LESION_FOLDERS = {
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 MASK_SUFFIXES = (".tif", ".tiff")  # matched in any case
+
+# What a command says after a data folder it cannot read, below the reader's own error.
+EXPECTED_LAYOUT = f"""expected IDRiD's segmentation layout (the real data set, or the synthetic one of
+python -m data_prep.synthetic --out DIR):
+  DIR/{SEGMENTATION}/{IMAGES}/{SPLITS['train']}/IDRiD_01.jpg ...
+  DIR/{SEGMENTATION}/{IMAGES}/{SPLITS['test']}/IDRiD_55.jpg ...
+  DIR/{SEGMENTATION}/{GROUNDTRUTHS}/{SPLITS['train']}/{LESION_FOLDERS['MA']}/IDRiD_01_MA.tif ...
+  (and {', '.join(LESION_FOLDERS[name] for name in LESIONS[1:])}; a missing mask file means the lesion is absent)"""
 
 
 def image_folder(root, split):

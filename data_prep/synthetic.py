@@ -38,7 +38,7 @@ from data_prep.idrid import image_folder, mask_folder, write_mask
 from data_prep.synthetic_lesions import paint_lesions
 from data_prep.synthetic_retina import FRAMES, background, finish, make_geometry
 from data_prep.synthetic_vessels import paint_vessels
-from u2net_mini.lesions import LESIONS
+from data_prep.lesions import LESIONS
 
 MIN_SIZE = 64  # below this the vessels and the optic disc are a few pixels
 SUPERSAMPLE = 4  # shapes are drawn on a grid 4 times finer, then averaged

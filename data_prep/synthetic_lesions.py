@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 
 from data_prep.synthetic_draw import Canvas, bandpass_noise
-from u2net_mini.lesions import LESIONS
+from data_prep.lesions import LESIONS
 
 # Probability that an image has each lesion: IDRiD has MA in 81/81, HE 80/81, EX 81/81,
 # SE 40/81 images; a few images without MA, HE or EX keep the "absent" case exercised.

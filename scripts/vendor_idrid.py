@@ -31,7 +31,7 @@ import cv2
 
 from data_prep.idrid import LESION_FOLDERS, SPLITS, IDRiD, read_mask, write_mask
 from data_prep.pipeline import MASK_RULE, resize_mask
-from u2net_mini.atomic import atomic_write
+from data_prep.atomic import atomic_write
 
 JPEG_QUALITY = 90
 LICENCE_FILES = ("LICENSE.txt", "CC-BY-4.0.txt")

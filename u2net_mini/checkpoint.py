@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write
+from data_prep.atomic import atomic_write
 from .lesions import lesion_indices
 
 FORMAT = "u2net_mini checkpoint"

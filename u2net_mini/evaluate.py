@@ -43,10 +43,10 @@ import torch
 
 from data_prep.dataset import LesionDataset
 from data_prep.fundus import to_original
-from data_prep.idrid import IDRiD
+from data_prep.idrid import EXPECTED_LAYOUT, IDRiD
 from data_prep.shipped import idrid_root
 
-from .atomic import atomic_write
+from data_prep.atomic import atomic_write
 from .counting import count_parameters
 from .lesions import LESIONS
 from .metrics import LesionScores
@@ -54,7 +54,6 @@ from .checkpoint import load_model
 from .predict import probabilities
 from .report import paper_table, plot_pr_curves, results_table
 from .shipped import SHIPPED, shipped_checkpoints
-from .train import EXPECTED_LAYOUT
 
 MODE_BY_COUNT = {1: "st", 2: "dt", 4: "mt"}
 FRAMES = ("square", "photo")

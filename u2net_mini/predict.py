@@ -49,7 +49,7 @@ from data_prep.fundus import to_original
 from data_prep.idrid import is_greyscale, read_image
 from data_prep.pipeline import preprocess
 
-from .atomic import atomic_write
+from data_prep.atomic import atomic_write
 from .inference import load_for_prediction
 from .lesions import LESIONS
 from .overlay import THRESHOLD, display_pair, save_overlay

@@ -15,7 +15,7 @@ import math
 
 from matplotlib.figure import Figure
 
-from .atomic import atomic_write
+from data_prep.atomic import atomic_write
 from .lesions import LESION_COLOURS, LESIONS
 
 ROW_KEYS = ("model", "mode", "params", "input_size", "aupr", "dice")

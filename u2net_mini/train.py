@@ -67,10 +67,10 @@ from tqdm import tqdm
 from data_prep.dataset import LesionDataset, SquareCache
 from data_prep.enhance import channel_stats
 from data_prep.fundus import DISC_THRESHOLD
-from data_prep.idrid import GROUNDTRUTHS, IMAGES, LESION_FOLDERS, SEGMENTATION, SPLITS, IDRiD
+from data_prep.idrid import EXPECTED_LAYOUT, IDRiD
 from data_prep.pipeline import MASK_RULE, enhance_square
 
-from .atomic import atomic_write, sweep_temporaries
+from data_prep.atomic import atomic_write, sweep_temporaries
 from .checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .equations import lr_at_epoch
 from .lesions import LESIONS, TASK_GROUPS, models_for_mode
@@ -94,14 +94,6 @@ PAPER_EPOCHS = 400  # the length of the paper's schedule, which --schedule-epoch
 MIN_SIZE = 64  # the deepest stage (stride 32) keeps 2 × 2 pixels, enough for batch norm with a batch of 1
 PREPROCESSING = {"clahe": True, "clahe_channel": "lab", "threshold": DISC_THRESHOLD, "mask_rule": MASK_RULE}
 VAL_BINS = 2**12  # histogram bins of the per-epoch validation AUPR (the final evaluation uses 2**16)
-
-EXPECTED_LAYOUT = f"""expected IDRiD's segmentation layout (the real data set, or the synthetic one of
-python -m data_prep.synthetic --out DIR):
-  DIR/{SEGMENTATION}/{IMAGES}/{SPLITS['train']}/IDRiD_01.jpg ...
-  DIR/{SEGMENTATION}/{IMAGES}/{SPLITS['test']}/IDRiD_55.jpg ...
-  DIR/{SEGMENTATION}/{GROUNDTRUTHS}/{SPLITS['train']}/{LESION_FOLDERS['MA']}/IDRiD_01_MA.tif ...
-  (and {', '.join(LESION_FOLDERS[name] for name in LESIONS[1:])}; a missing mask file means the lesion is absent)"""
-
 
 class UsageError(Exception):
     """Bad flags, a data folder of the wrong layout or a run folder in the way: exit code 2."""
