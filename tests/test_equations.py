@@ -119,6 +119,9 @@ def test_dice_loss_perfect_prediction_is_zero_and_near_perfect_tends_to_zero():
     # y_hat = 0.999 on the lesion, 0.001 elsewhere: D -> 1 - 2*0.999*P / (P + 0.999*P + 0.001*Q) as s -> 0
     near = np.where(Y == 1, 0.999, 0.001)
     losses = [E.dice_loss(Y, near, smooth=s) for s in (1.0, 1e-3, 1e-9)]
+    # MA: 2 sum y y_hat = 1.998, sum y + sum y_hat = 2.002; s pulls the ratio towards 1:
+    # s = 1: 1 - 2.998 / 3.002 = 0.0013324; s = 1e-3: 1 - 1.999 / 2.003 = 0.0019970
+    np.testing.assert_allclose([losses[0][0], losses[1][0]], [0.0013324, 0.0019970], rtol=1e-4)
     assert np.all(losses[-1] < 2e-3)
     # MA with s -> 0: 1 - 1.998 / (1 + 0.999 + 0.003) = 1 - 1.998 / 2.002 = 0.0019980
     np.testing.assert_allclose(losses[-1][0], 0.0019980, rtol=1e-4)

@@ -87,7 +87,8 @@ def test_a_repeated_lesion_starts_a_new_row(checkpoints, data, cache):
     rows = evaluate.evaluate([checkpoints["mt"], checkpoints["mt"], checkpoints["EX"]], data, ["test"],
                              cache_dir=cache)
     assert [(r["model"], r["mode"]) for r in rows] == [("xs #1", "mt"), ("xs #2", "mt"), ("xs", "st")]
-    np.testing.assert_equal(rows[0]["aupr"], rows[1]["aupr"])  # nan (a lesion absent from the test set) included
+    assert [r["checkpoints"] for r in rows] == [[str(checkpoints[k])] for k in ("mt", "mt", "EX")]
+    assert rows[1]["params"] == count_parameters(build_model("xs", 4))  # one model's, not two
 
 
 def test_command_line_prints_and_writes_the_table(checkpoints, data, cache, capsys):

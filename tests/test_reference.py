@@ -1,5 +1,7 @@
 """The NumPy forward pass: each layer by hand, each layer and block against torch, the whole net."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -167,7 +169,7 @@ def xs_model():
 @pytest.mark.parametrize("size", [(64, 64), (45, 61)])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
 def test_whole_network_matches_torch(xs_model, size, dtype, tolerance):
-    model = xs_model.to(dtype)
+    model = copy.deepcopy(xs_model).to(dtype)  # a copy: the module-wide fixture stays float32
     x = np.random.default_rng(8).normal(size=(1, 3, *size)).astype(torch.empty(0, dtype=dtype).numpy().dtype)
     with torch.no_grad():
         expected = [output.numpy() for output in model(torch.from_numpy(x))]
@@ -183,7 +185,7 @@ def test_whole_network_matches_torch(xs_model, size, dtype, tolerance):
 def test_folded_state_dict_runs_in_numpy(xs_model):
     # fold_batchnorm drops the bn keys; forward_numpy then skips batch norm and must
     # still give the unfolded torch model's output.
-    model = xs_model.double()
+    model = copy.deepcopy(xs_model).double()
     x = np.random.default_rng(9).normal(size=(1, 3, 33, 40))
     with torch.no_grad():
         expected = model(torch.from_numpy(x))[0].numpy()

@@ -91,31 +91,31 @@ def test_one_epoch_plus_resume_equals_two_epochs(data, cache, two_epochs, one_ep
 
 def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "interrupted"
-    real_loss = train.deep_supervision_loss
+    real_loss = train.output_losses
     training_steps = []
 
     def interrupt_in_epoch_2_batch_2(outputs, y, *rest):
-        if torch.is_grad_enabled():  # a training step (validation and the fused-loss record run without grad)
+        if torch.is_grad_enabled():  # a training step (validation runs without grad)
             training_steps.append(1)
             if len(training_steps) == 4:  # epoch 1 had steps 1, 2; batch 1 of epoch 2 has updated the weights
                 raise KeyboardInterrupt
         return real_loss(outputs, y, *rest)
 
-    monkeypatch.setattr(train, "deep_supervision_loss", interrupt_in_epoch_2_batch_2)
+    monkeypatch.setattr(train, "output_losses", interrupt_in_epoch_2_batch_2)
     assert train.main(args(data, cache, out, "--epochs", "2")) == 130
     assert "--resume" in capsys.readouterr().err
     files = sorted(p.name for p in (out / GROUP).iterdir())
     assert files == ["best.pt", "last.pt", "metrics.csv"]  # no temporary file left behind
     assert_same_training_state(state(out / GROUP / "last.pt"), state(one_epoch / GROUP / "last.pt"))
 
-    monkeypatch.setattr(train, "deep_supervision_loss", real_loss)
+    monkeypatch.setattr(train, "output_losses", real_loss)
     assert train.main(["--out", str(out), "--resume", "--cache", str(cache), "--no-progress"]) == 0
     assert_same_training_state(state(out / GROUP / "last.pt"), state(two_epochs / GROUP / "last.pt"))
 
 
 def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
-    real_loss = train.deep_supervision_loss
+    real_loss = train.output_losses
     training_steps = []
 
     def nan_in_epoch_2_batch_2(outputs, y, *rest):
@@ -126,7 +126,7 @@ def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path,
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(train, "deep_supervision_loss", nan_in_epoch_2_batch_2)
+    monkeypatch.setattr(train, "output_losses", nan_in_epoch_2_batch_2)
     assert train.main(args(data, cache, out, "--epochs", "3")) == 1
     message = capsys.readouterr().err
     assert "loss is nan at epoch 2, batch 2" in message

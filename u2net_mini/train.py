@@ -74,7 +74,7 @@ from data_prep.atomic import atomic_write, sweep_temporaries
 from .checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .equations import lr_at_epoch
 from .lesions import LESIONS, TASK_GROUPS, models_for_mode
-from .losses import deep_supervision_loss
+from .losses import deep_supervision_loss, output_losses
 from .metrics import LesionScores
 from .model import MODEL_NAMES, build_model
 from .report import plot_training_curves
@@ -420,6 +420,28 @@ def forward(net, x, bf16):
     return [logits.float() for logits in outputs]
 
 
+def train_step(net, x, y, optimizer, settings, bf16, world=1):
+    """One optimizer step on the batch (x, y); returns the loss and the fused output's
+    loss (tensors, no host sync). `NonFiniteLoss` (on every process at once) if the loss
+    is not finite; the weights are then untouched.
+
+    The target is checked once, and the fused output's loss (logged as `train_fused_loss`)
+    is the first of the per-output losses whose sum is trained, not computed again.
+    """
+    outputs = forward(net, x, bf16)  # 7 × (B, C, H, W)
+    per_output = output_losses(outputs, y, settings["alpha"], settings["gamma"])  # (7,)
+    loss = per_output.sum()
+    bad = (~torch.isfinite(loss)).float().reshape(1)  # (1,)
+    if world > 1:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # every process stops at the same batch
+    if bad.item():
+        raise NonFiniteLoss(f"the loss is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), per_output[0].detach()
+
+
 def train_epoch(net, loader, optimizer, settings, runtime, processes, epoch, label):
     """One pass over this process's share of the training set; returns the mean losses."""
     device = processes.device
@@ -427,23 +449,15 @@ def train_epoch(net, loader, optimizer, settings, runtime, processes, epoch, lab
     bar = tqdm(loader, desc=f"{label} epoch {epoch + 1}/{settings['epochs']}", leave=False,
                disable=True if runtime["no_progress"] or not processes.main else None,  # None: only on a terminal
                dynamic_ncols=True)
+    memory_format = torch.channels_last if runtime["channels_last"] else torch.contiguous_format
     for batch, (x, y) in enumerate(bar):
-        memory_format = torch.channels_last if runtime["channels_last"] else torch.contiguous_format
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)  # (B, 3, s, s)
         y = y.to(device, non_blocking=True)  # (B, C, s, s)
-        outputs = forward(net, x, runtime["bf16"])
-        loss = deep_supervision_loss(outputs, y, settings["alpha"], settings["gamma"])
-        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=device)
-        if processes.world > 1:
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # every process stops at the same batch
-        if bad.item():
-            raise NonFiniteLoss(f"the loss is {loss.item()} at epoch {epoch + 1}, batch {batch + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            fused_loss = deep_supervision_loss(outputs[:1], y, settings["alpha"], settings["gamma"])
-        totals += torch.tensor([loss.item(), fused_loss.item(), 1.0], dtype=torch.float64)
+        try:
+            loss, fused_loss = train_step(net, x, y, optimizer, settings, runtime["bf16"], processes.world)
+        except NonFiniteLoss as error:
+            raise NonFiniteLoss(f"{error} at epoch {epoch + 1}, batch {batch + 1}") from None
+        totals += torch.tensor([*torch.stack([loss, fused_loss]).tolist(), 1.0], dtype=torch.float64)
         bar.set_postfix(loss=f"{totals[0].item() / totals[2].item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     if processes.world > 1:
         dist.all_reduce(totals, op=dist.ReduceOp.SUM)
