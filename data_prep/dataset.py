@@ -126,15 +126,17 @@ class SquareCache:
         return example
 
 
-def dataset_stats(root, size=512, cache_dir=None, clahe=True, clahe_channel="lab", threshold=DISC_THRESHOLD):
-    """Per-channel (mean, std), two (3,) arrays in units of 0..1, of the *training* split.
+def dataset_stats(root, size=512, cache_dir=None, clahe=True, clahe_channel="lab", threshold=DISC_THRESHOLD,
+                  indices=None):
+    """Per-channel (mean, std), two (3,) arrays in units of 0..1, of the *training* split
+    (of its photographs `indices` only, when given: training leaves the held-out ones out).
 
     Measured on the cached squares after CLAHE (what `to_input` normalizes), over the
     pixels inside the retinal disc, all photographs pooled (`enhance.channel_stats`).
     """
     cache = SquareCache(IDRiD(root, "train"), size, threshold, cache_dir)
     squares, discs = [], []
-    for i in range(len(cache.reader)):
+    for i in range(len(cache.reader)) if indices is None else indices:
         example = cache[i]
         squares.append(enhance_square(example.image, clahe, clahe_channel))  # (s, s, 3)
         discs.append(example.disc)  # (s, s)

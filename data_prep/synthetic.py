@@ -40,7 +40,7 @@ from data_prep.synthetic_retina import FRAMES, background, finish, make_geometry
 from data_prep.synthetic_vessels import paint_vessels
 from data_prep.lesions import LESIONS
 
-MIN_SIZE = 64  # below this the vessels and the optic disc are a few pixels
+MIN_PAINTED_SIZE = 64  # below this the vessels and the optic disc are a few pixels
 SUPERSAMPLE = 4  # shapes are drawn on a grid 4 times finer, then averaged
 JPEG_QUALITY = 95
 
@@ -80,8 +80,8 @@ def make_fundus(seed, size=512, *, frame="square", visible_at=160, presence=None
 
 
 def check_size(size):
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise ValueError(f"size must be an integer of at least {MIN_SIZE} pixels, got {size!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_PAINTED_SIZE:
+        raise ValueError(f"size must be an integer of at least {MIN_PAINTED_SIZE} pixels, got {size!r}")
 
 
 def check_visible_at(visible_at):

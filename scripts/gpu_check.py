@@ -54,7 +54,7 @@ from data_prep.synthetic import make_fundus  # noqa: E402
 from data_prep.atomic import atomic_write  # noqa: E402
 from u2net_mini.inference import optimize_model  # noqa: E402
 from u2net_mini.losses import deep_supervision_loss  # noqa: E402
-from u2net_mini.model import build_model  # noqa: E402
+from u2net_mini.model import build_model, fused_probabilities  # noqa: E402
 
 FULL = {"size": 512, "models": ("xs", "small", "full"), "runs": 20, "warmup": 3,
         "large_batch": {"xs": 32, "small": 32, "full": 16}, "train_images": 16,
@@ -152,8 +152,8 @@ def probability_function(model, device, bf16=False, channels_last=False):
 
     def call(x):
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x.contiguous(memory_format=memory_format))[0]  # (B, C, H, W)
-        return torch.sigmoid(logits.float())  # (B, C, H, W)
+            outputs = model(x.contiguous(memory_format=memory_format))  # 7 × (B, C, H, W)
+        return fused_probabilities(outputs)  # (B, C, H, W)
 
     return call
 

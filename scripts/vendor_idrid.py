@@ -29,6 +29,7 @@ from pathlib import Path
 
 import cv2
 
+from data_prep.checks import check_positive_flag
 from data_prep.idrid import LESION_FOLDERS, SPLITS, IDRiD, read_mask, write_mask
 from data_prep.pipeline import MASK_RULE, resize_mask
 from data_prep.atomic import atomic_write
@@ -101,8 +102,10 @@ def main(argv=None):
     parser.add_argument("--factor", type=int, default=4, help="shrink each side by this factor (default 4)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    if args.factor < 1:
-        sys.exit(f"--factor must be at least 1, got {args.factor}")
+    try:
+        check_positive_flag("--factor", args.factor)
+    except ValueError as error:
+        sys.exit(str(error))
     if args.out.exists() and not args.force:
         sys.exit(f"{args.out} exists; pass --force to replace it (it is replaced only once the copy is complete)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

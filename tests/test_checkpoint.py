@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from u2net_mini import checkpoint
-from u2net_mini.atomic import atomic_write
+from data_prep.atomic import atomic_write
 from u2net_mini.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -248,3 +248,14 @@ def test_wrapper_prefix_gets_a_hint(model):
     wrapped = {f"module.{key}": value for key, value in model.state_dict().items()}
     with pytest.raises(ValueError, match="DistributedDataParallel wrapper"):
         load_weights(TinyNet(), wrapped)
+
+
+def test_preprocessing_arguments_are_the_checkpoints_and_defaults_for_older_ones():
+    payload = {"input_size": 256, "mean": [0.1, 0.2, 0.3], "std": [1.0, 2.0, 3.0],
+               "preprocessing": {"clahe": False, "clahe_channel": "green", "threshold": 12}}
+    assert checkpoint.preprocessing_arguments(payload) == {
+        "size": 256, "mean": [0.1, 0.2, 0.3], "std": [1.0, 2.0, 3.0],
+        "clahe": False, "clahe_channel": "green", "threshold": 12}
+    older = {**payload, "preprocessing": {}}  # written before these options were recorded
+    arguments = checkpoint.preprocessing_arguments(older)
+    assert (arguments["clahe"], arguments["clahe_channel"]) == (True, "lab") and "threshold" not in arguments

@@ -189,7 +189,7 @@ def test_to_square_enlarges_bilinearly():
 
 @pytest.mark.parametrize("size", [0, -3, 2.5, True])
 def test_to_square_refuses_bad_sizes(size):
-    with pytest.raises(ValueError, match="size must be a positive integer"):
+    with pytest.raises(ValueError, match="size must be a positive int, got"):
         to_square(np.zeros((4, 4, 3), np.uint8), size)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from u2net_mini.metrics import LesionScores, PRAccumulator, aupr, dice_score, pr_curve
+from u2net_mini.metrics import LesionScores, PRAccumulator, aupr, dice_score, lesion_mean, pr_curve
 
 
 def lesion_like(rng, shape, rate=0.02, decimals=None):
@@ -252,14 +252,16 @@ def test_missing_mask_counts_as_negative_or_is_skipped():
     assert skipped.results()["n_images"] == {"SE": 1}
 
 
-def test_lesion_without_positives_gives_nan_mean():
+def test_lesion_without_positives_is_left_out_of_the_mean():
     scores = LesionScores(("MA", "EX"))
     y = np.zeros((2, 2, 2), dtype=bool)  # (C, H, W)
     y[1, 0, 0] = True
     scores.update(y, np.full((2, 2, 2), 0.3))
     results = scores.results()
     assert np.isnan(results["aupr"]["MA"]) and results["aupr"]["EX"] == 0.25  # one tie of 4 pixels
-    assert np.isnan(results["mean_aupr"])
+    assert results["mean_aupr"] == 0.25  # MA's nan left out: 0.25 / 1
+    assert results["mean_dice"] == 0.5  # MA: no positives, none predicted -> 1; EX: 0 hits -> 0; (1 + 0) / 2
+    assert np.isnan(lesion_mean([float("nan"), float("nan")])) and lesion_mean([0.25, float("nan"), 0.5]) == 0.375
 
 
 @pytest.mark.parametrize(

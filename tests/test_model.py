@@ -1,5 +1,6 @@
 """U²-Net: exact parameter counts, configs, output shapes, gradients, input checks."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -8,6 +9,7 @@ from u2net_mini.counting import count_parameters
 from u2net_mini.model import (
     U2Net,
     build_model,
+    fused_probabilities,
     model_from_config,
     stage_channels,
     u2net_full,
@@ -202,3 +204,12 @@ def test_bad_input(shape, message):
     model = u2net_xs(1)
     with pytest.raises(ValueError, match=message):
         model(torch.zeros(shape))
+
+
+def test_the_prediction_is_the_sigmoid_of_the_fused_output_alone():
+    # sigma(0) = 0.5, sigma(ln 3) = 3 / (3 + 1) = 0.75; the side output (100) is not used
+    fused = torch.tensor([[[[0.0, float(np.log(3))]]]], dtype=torch.bfloat16)  # (1, 1, 1, 2)
+    side = torch.full((1, 1, 1, 2), 100.0)  # (1, 1, 1, 2)
+    y_hat = fused_probabilities([fused, side])
+    assert y_hat.dtype == torch.float32  # whatever autocast gave the logits
+    torch.testing.assert_close(y_hat, torch.tensor([[[[0.5, 0.75]]]]), rtol=0, atol=2e-3)  # ln 3 in bfloat16

@@ -183,7 +183,7 @@ def test_prepare_example_without_masks(sample_item):
         (np.zeros((4, 10, 10), bool), {}, r"masks must be a \(C, 712, 1072\) bool array like the image, got bool \(4, 10, 10\)"),
         (np.zeros((4, 712, 1072), np.uint8), {}, "got uint8"),
         (None, {"mask_rule": "biggest"}, "mask_rule must be one of"),
-        (None, {"size": 0}, "size must be a positive integer"),
+        (None, {"size": 0}, "size must be a positive int, got"),
     ],
 )
 def test_prepare_example_refuses_bad_input(sample_item, masks, kwargs, match):

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from u2net_mini import model, reference
 from u2net_mini.fold import fold_batchnorm
 from u2net_mini.model import u2net_xs
 from u2net_mini.reference import (
@@ -238,3 +239,8 @@ def test_randomize_batchnorm_moves_every_statistic_reproducibly():
         default = 1.0 if name in ("running_var", "weight") else 0.0
         assert (value != default).all(), f"{name} still at its default {default}"
     assert (first.bn.bias > 0).all()  # positive shift: few dead ReLUs
+
+
+def test_the_numpy_pass_has_the_models_smallest_input():
+    # one meaning of MIN_SIZE: 2^5 = 32, five 2 × 2 poolings from En_1 to En_6
+    assert reference.MIN_SIZE == model.MIN_SIZE == 2**5

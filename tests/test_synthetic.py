@@ -11,7 +11,7 @@ from data_prep.idrid import IDRiD
 from data_prep.synthetic_draw import Canvas, bandpass_noise, smooth_field
 from data_prep.synthetic_lesions import PAINT_ORDER, min_diameter, paint_lesions
 from data_prep.synthetic_retina import IDRID_ASPECT, make_geometry
-from u2net_mini.lesions import LESIONS
+from data_prep.lesions import LESIONS
 
 ALL = dict.fromkeys(LESIONS, True)
 NONE = dict.fromkeys(LESIONS, False)

@@ -234,6 +234,21 @@ def load_model(path, device="cpu"):
     return model.to(device).eval(), payload
 
 
+def preprocessing_arguments(payload):
+    """The keyword arguments that prepare photographs as the checkpoint's model was trained:
+    `size`, `mean`, `std`, `clahe`, `clahe_channel` and, where the checkpoint records
+    one, the disc `threshold`; for `data_prep.pipeline.preprocess` and
+    `data_prep.dataset.LesionDataset` alike. Checkpoints older than a key get its default
+    (CLAHE on, in the L channel of Lab).
+    """
+    options = payload["preprocessing"]
+    arguments = {"size": payload["input_size"], "mean": payload["mean"], "std": payload["std"],
+                 "clahe": options.get("clahe", True), "clahe_channel": options.get("clahe_channel", "lab")}
+    if "threshold" in options:
+        arguments["threshold"] = options["threshold"]
+    return arguments
+
+
 def _generator_state(generator):
     if isinstance(generator, np.random.Generator):
         return generator.bit_generator.state  # nested dict of str and (128-bit) int

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from data_prep.checks import check_positive_int
+
 from .rsu import REBNCONV, RSU
 
 
@@ -39,8 +41,7 @@ def parameter_formula(b, k, in_ch=3):
     the $b$ term is $642 b$. Derivation in `docs/model.md`.
     """
     for name, value in (("b", b), ("k", k), ("in_ch", in_ch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     return 4365 * b**2 + (534 + 36 * in_ch) * b + 216 * b * k + 6 * k**2 + 7 * k
 
 
@@ -60,8 +61,7 @@ def conv_macs_per_layer(model, height, width):
     Returns {module name: MACs} in the order the convolutions run.
     """
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     macs = {}
     hooks = []
     for name, module in model.named_modules():

@@ -50,6 +50,7 @@ from . import predict, train
 from .checkpoint import load_checkpoint
 from .evaluate import FRAME_TITLES, evaluate, evaluate_frames, write_results
 from .inference import bf16_supported
+from .metrics import lesion_mean
 from .report import format_score, paper_table, results_table
 from .shipped import shipped_checkpoints
 
@@ -263,8 +264,7 @@ def synthetic_demo(args, out, threads, began):
 
 
 def row_mean(row):
-    values = list(row["aupr"].values())
-    return sum(values) / len(values)
+    return lesion_mean(row["aupr"].values())
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from data_prep.checks import check_positive_flag
 from data_prep.dataset import LesionDataset
 from data_prep.fundus import to_original
 from data_prep.idrid import EXPECTED_LAYOUT, IDRiD
@@ -50,7 +51,7 @@ from data_prep.atomic import atomic_write
 from .counting import count_parameters
 from .lesions import LESIONS
 from .metrics import LesionScores
-from .checkpoint import load_model
+from .checkpoint import load_model, preprocessing_arguments
 from .predict import probabilities
 from .report import paper_table, plot_pr_curves, results_table
 from .shipped import SHIPPED, shipped_checkpoints
@@ -79,28 +80,36 @@ def score_frames(model, payload, root, splits=("test",), frames=FRAMES, device="
     unknown = [frame for frame in frames if frame not in FRAMES]
     if unknown or not frames:
         raise ValueError(f"frames must be some of {FRAMES}, got {tuple(frames)}")
-    lesions = payload["lesions"]
-    options = payload["preprocessing"]
-    scores = {frame: LesionScores(lesions, missing=missing) for frame in frames}
+    scores = {frame: LesionScores(payload["lesions"], missing=missing) for frame in frames}
     for split in splits:
-        data = LesionDataset(root, split, lesions=lesions, size=payload["input_size"], mean=payload["mean"],
-                             std=payload["std"], cache_dir=cache_dir, clahe=options.get("clahe", True),
-                             clahe_channel=options.get("clahe_channel", "lab"),
-                             **({"threshold": options["threshold"]} if "threshold" in options else {}))
-        for start in range(0, len(data), batch_size):
-            indices = list(range(start, min(start + batch_size, len(data))))
-            pairs = [data[i] for i in indices]
-            x = torch.stack([p[0] for p in pairs]).to(device)  # (B, 3, s, s)
-            y = torch.stack([p[1] for p in pairs])  # (B, C, s, s)
-            y_hat = probabilities(model, x).cpu().numpy()  # (B, C, s, s)
-            if "square" in scores:
-                scores["square"].update(y.numpy(), y_hat, data.present[indices])
-            if "photo" in scores:  # photographs differ in size: one at a time
-                for i, maps in zip(indices, y_hat):
-                    geometry = data.example(i).geometry
-                    on_photo = to_original(maps, geometry)  # (C, H, W)
-                    truth = data.reader.masks(i, (geometry.height, geometry.width))[data.channels]  # (C, H, W)
-                    scores["photo"].update(truth[None], on_photo[None], data.present[[i]])
+        data = LesionDataset(root, split, lesions=payload["lesions"], cache_dir=cache_dir,
+                             **preprocessing_arguments(payload))
+        score_dataset(lambda x, y, indices: probabilities(model, x.to(device)), data, scores, batch_size=batch_size)
+    return scores
+
+
+def score_dataset(predict, data, scores, indices=None, batch_size=4):
+    """Add the maps of the photographs `indices` (default all) of the `LesionDataset` `data`
+    to `scores` {frame: `LesionScores`}; returns `scores`.
+
+    `predict(x, y, indices)` -> y_hat (B, C, s, s) for x (B, 3, s, s) and the target y
+    (B, C, s, s) of those photographs (training's validation also takes its loss there).
+    """
+    indices = list(range(len(data))) if indices is None else list(indices)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        pairs = [data[i] for i in chunk]
+        x = torch.stack([p[0] for p in pairs])  # (B, 3, s, s)
+        y = torch.stack([p[1] for p in pairs])  # (B, C, s, s)
+        y_hat = predict(x, y, chunk).cpu().numpy()  # (B, C, s, s)
+        if "square" in scores:
+            scores["square"].update(y.numpy(), y_hat, data.present[chunk])
+        if "photo" in scores:  # photographs differ in size: one at a time
+            for i, maps in zip(chunk, y_hat):
+                geometry = data.example(i).geometry
+                on_photo = to_original(maps, geometry)  # (C, H, W)
+                truth = data.reader.masks(i, (geometry.height, geometry.width))[data.channels]  # (C, H, W)
+                scores["photo"].update(truth[None], on_photo[None], data.present[[i]])
     return scores
 
 
@@ -226,8 +235,7 @@ def main(argv=None):
             out = Path(args.out) if args.out else Path("runs") / f"eval-shipped-{args.shipped}-{'+'.join(splits)}"
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; give a folder (new, or one an earlier evaluation wrote)")
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        check_positive_flag("--batch-size", args.batch_size)
         for split in splits:
             try:
                 IDRiD(args.data, split)

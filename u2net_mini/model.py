@@ -24,6 +24,8 @@ down, pooling would pool a single pixel with itself).
 import torch
 from torch import nn
 
+from data_prep.checks import check_positive_int
+
 from .rsu import make_block, max_pool, upsample_like
 
 MODEL_NAMES = ("xs", "small", "full")
@@ -50,13 +52,11 @@ FULL_CHANNELS = {
 def _check_width(width):
     if width == "full":
         return
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive int (b) or 'full', got {width!r}")
+    check_positive_int("width", width, " (b) or 'full'")
 
 
 def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int(name, value)
 
 
 def stage_channels(width, in_ch=3):
@@ -139,6 +139,16 @@ def u2net_full(out_ch=1, in_ch=3):
 def u2net_small(out_ch=1, in_ch=3):
     """mid = 16, out = 64 everywhere: U²-Net† of Qin et al. (1.13 M parameters at out_ch = 1)."""
     return U2Net(out_ch, NAMED_WIDTHS["small"], in_ch)
+
+
+def fused_probabilities(outputs):
+    r"""$\hat y = \sigma(z_{\mathrm{fused}})$: the network's prediction, float32 (B, C, H, W).
+
+    `outputs` are the seven logits of `U2Net.forward` (or any sequence whose first is the
+    fused output); the six side outputs only train. Float32 whatever precision the
+    logits came in (bfloat16 under autocast).
+    """
+    return torch.sigmoid(outputs[0].float())  # (B, C, H, W)
 
 
 def u2net_xs(out_ch=1, in_ch=3):

@@ -50,8 +50,10 @@ from data_prep.idrid import is_greyscale, read_image
 from data_prep.pipeline import preprocess
 
 from data_prep.atomic import atomic_write
+from .checkpoint import preprocessing_arguments
 from .inference import load_for_prediction
 from .lesions import LESIONS
+from .model import fused_probabilities
 from .overlay import THRESHOLD, display_pair, save_overlay
 from .shipped import SHIPPED, shipped_checkpoints
 
@@ -66,7 +68,7 @@ def probabilities(model, x):
     `u2net_mini.inference` (which returns y_hat itself).
     """
     if isinstance(model, torch.nn.Module):
-        return torch.sigmoid(model(x)[0].float())  # (B, C, s, s)
+        return fused_probabilities(model(x))  # (B, C, s, s)
     return torch.as_tensor(model(x))  # (B, C, s, s)
 
 
@@ -96,11 +98,7 @@ class Predictor:
         """
         maps, geometry = {}, None
         for model, payload in self.parts:
-            options = payload["preprocessing"]
-            x, geometry = preprocess(image, payload["input_size"], payload["mean"], payload["std"],
-                                     clahe=options.get("clahe", True),
-                                     clahe_channel=options.get("clahe_channel", "lab"),
-                                     **({"threshold": options["threshold"]} if "threshold" in options else {}))
+            x, geometry = preprocess(image, **preprocessing_arguments(payload))
             y_hat = probabilities(model, torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()  # (c, s, s)
             maps.update(zip(payload["lesions"], y_hat))
         return np.stack([maps[name] for name in self.lesions]).astype(np.float32), geometry  # (C, s, s)

@@ -20,7 +20,7 @@ The torch module names are the keys: `encoders.0` is En_1, `decoders.0` is De_1,
 import numpy as np
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default; the state dict does not store it
-MIN_SIZE = 32
+MIN_SIZE = 32  # 2^5, the same as model.MIN_SIZE (repeated: this NumPy pass needs no torch)
 
 # (height, dilated) of each stage, in the order of the torch ModuleLists.
 ENCODER_BLOCKS = ((7, False), (6, False), (5, False), (4, False), (4, True), (4, True))  # En_1 … En_6

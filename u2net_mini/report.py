@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from data_prep.atomic import atomic_write
 from .lesions import LESION_COLOURS, LESIONS
+from .metrics import lesion_mean
 
 ROW_KEYS = ("model", "mode", "params", "input_size", "aupr", "dice")
 
@@ -42,11 +43,6 @@ def format_score(value):
     """0.71234 -> "0.712"; nan -> "n/a" (undefined: no positive pixel)."""
     value = float(value)
     return "n/a" if math.isnan(value) else f"{value:.3f}"
-
-
-def _mean(values):
-    # a nan (an undefined AUPR) makes the mean undefined too
-    return sum(values) / len(values) if values else float("nan")
 
 
 def results_table(rows, lesions=LESIONS):
@@ -77,7 +73,7 @@ def results_table(rows, lesions=LESIONS):
         for metric in ("aupr", "dice"):
             scores = row[metric]
             cells += [format_score(scores[name]) if name in scores else "–" for name in lesions]
-            cells.append(format_score(_mean([float(v) for v in scores.values()])))
+            cells.append(format_score(lesion_mean(scores.values())))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

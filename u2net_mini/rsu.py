@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_prep.checks import check_positive_int
+
 RSU_HEIGHTS = (4, 5, 6, 7)
 
 
 def _check_channels(**channels):
     for name, value in channels.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
 
 
 def max_pool(x):

@@ -64,19 +64,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from data_prep.dataset import LesionDataset, SquareCache
-from data_prep.enhance import channel_stats
+from data_prep.checks import check_positive_flag
+from data_prep.dataset import LesionDataset, SquareCache, dataset_stats
 from data_prep.fundus import DISC_THRESHOLD
 from data_prep.idrid import EXPECTED_LAYOUT, IDRiD
-from data_prep.pipeline import MASK_RULE, enhance_square
+from data_prep.pipeline import MASK_RULE
 
 from data_prep.atomic import atomic_write, sweep_temporaries
 from .checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .equations import lr_at_epoch
 from .lesions import LESIONS, TASK_GROUPS, models_for_mode
 from .losses import deep_supervision_loss, output_losses
-from .metrics import LesionScores
-from .model import MODEL_NAMES, build_model
+from .evaluate import score_dataset
+from .metrics import LesionScores, lesion_mean
+from .model import MIN_SIZE, MODEL_NAMES, build_model, fused_probabilities
 from .report import plot_training_curves
 
 # Settings that define a run; on --resume they come from run.json and may not change,
@@ -91,7 +92,9 @@ DEFAULTS = {
 CHANGEABLE_ON_RESUME = ("lr",)
 DEFAULT_EPOCHS = 400
 PAPER_EPOCHS = 400  # the length of the paper's schedule, which --schedule-epochs stretches
-MIN_SIZE = 64  # the deepest stage (stride 32) keeps 2 × 2 pixels, enough for batch norm with a batch of 1
+# The smallest --size and --patch: 2 × model.MIN_SIZE, so the deepest stage (stride 32)
+# keeps 2 × 2 pixels, enough for batch norm's statistics with a batch of 1.
+MIN_TRAIN_SIZE = 2 * MIN_SIZE
 PREPROCESSING = {"clahe": True, "clahe_channel": "lab", "threshold": DISC_THRESHOLD, "mask_rule": MASK_RULE}
 VAL_BINS = 2**12  # histogram bins of the per-epoch validation AUPR (the final evaluation uses 2**16)
 
@@ -128,7 +131,7 @@ def build_parser():
         "mt: one model for all four (default mt)")
     add("--lesion", choices=LESIONS, help="single-task mode only: train this lesion's model alone")
     add("--model", choices=MODEL_NAMES, help="xs (U²-XS-Net, 0.29 M), small (U²-Net†) or full (U²-Net); default xs")
-    add("--size", type=int, help=f"side of the square input in pixels, at least {MIN_SIZE} (default 512)")
+    add("--size", type=int, help=f"side of the square input in pixels, at least {MIN_TRAIN_SIZE} (default 512)")
     add("--epochs", type=int, help=f"train up to this many epochs (default {DEFAULT_EPOCHS}); "
         "with --resume it may be raised to train on")
     add("--batch-size", type=int, help="photographs per batch and process (default 4; the paper gives none)")
@@ -169,13 +172,12 @@ def parse_args(argv=None):
 
 def _check_settings(settings):
     models_for_mode(settings["mode"], settings["lesion"])  # ValueError for --lesion outside st
-    if settings["size"] < MIN_SIZE:
-        raise ValueError(f"--size must be at least {MIN_SIZE} pixels, got {settings['size']}")
-    if settings["patch"] is not None and not MIN_SIZE <= settings["patch"] <= settings["size"]:
-        raise ValueError(f"--patch must be between {MIN_SIZE} and --size {settings['size']}, got {settings['patch']}")
+    if settings["size"] < MIN_TRAIN_SIZE:
+        raise ValueError(f"--size must be at least {MIN_TRAIN_SIZE} pixels, got {settings['size']}")
+    if settings["patch"] is not None and not MIN_TRAIN_SIZE <= settings["patch"] <= settings["size"]:
+        raise ValueError(f"--patch must be between {MIN_TRAIN_SIZE} and --size {settings['size']}, got {settings['patch']}")
     for key in ("batch_size", "epochs", "schedule_epochs"):
-        if settings[key] < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {settings[key]}")
+        check_positive_flag(f"--{key.replace('_', '-')}", settings[key])
     if not 0 < settings["val_fraction"] < 1:
         raise ValueError(f"--val-fraction must be between 0 and 1, got {settings['val_fraction']}")
     if not settings["lr"] > 0 or settings["weight_decay"] < 0:
@@ -384,11 +386,10 @@ def write_metrics(path, history):
 
 
 def training_stats(root, indices, size, cache_dir):
-    """Per-channel mean and std (lists of floats) of the training photographs `indices`."""
-    cache = SquareCache(IDRiD(root, "train"), size, PREPROCESSING["threshold"], cache_dir)
-    examples = [cache[i] for i in indices]
-    squares = [enhance_square(e.image, PREPROCESSING["clahe"], PREPROCESSING["clahe_channel"]) for e in examples]
-    mean, std = channel_stats(squares, [e.disc for e in examples])  # (3,), (3,)
+    """Per-channel mean and std (lists of floats, for run.json) of the training photographs
+    `indices`, preprocessed as `PREPROCESSING` says (`dataset.dataset_stats`)."""
+    mean, std = dataset_stats(root, size, cache_dir, PREPROCESSING["clahe"], PREPROCESSING["clahe_channel"],
+                              PREPROCESSING["threshold"], indices=indices)  # (3,), (3,)
     return [float(v) for v in mean], [float(v) for v in std]
 
 
@@ -466,32 +467,28 @@ def train_epoch(net, loader, optimizer, settings, runtime, processes, epoch, lab
 
 @torch.no_grad()
 def validate(model, data, settings, runtime, device, lesions):
-    """Validation loss and AUPR per lesion (pooled over the validation photographs)."""
-    scores = LesionScores(lesions, n_bins=VAL_BINS)
-    model.eval()
-    total, batches = 0.0, 0
-    indices = data.val_indices
-    for start in range(0, len(indices), settings["batch_size"]):
-        chunk = indices[start:start + settings["batch_size"]]
-        pairs = [data.val[i] for i in chunk]
-        x = torch.stack([p[0] for p in pairs]).to(device)  # (B, 3, s, s)
-        y = torch.stack([p[1] for p in pairs]).to(device)  # (B, C, s, s)
-        if runtime["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        outputs = forward(model, x, runtime["bf16"])
-        loss = deep_supervision_loss(outputs, y, settings["alpha"], settings["gamma"]).item()
+    """Validation loss and AUPR per lesion (pooled over the validation photographs), scored
+    by `evaluate.score_dataset` as the final evaluation scores, with coarser histograms."""
+    losses = []
+    memory_format = torch.channels_last if runtime["channels_last"] else torch.contiguous_format
+
+    def predict(x, y, indices):
+        outputs = forward(model, x.to(device).contiguous(memory_format=memory_format), runtime["bf16"])
+        loss = deep_supervision_loss(outputs, y.to(device), settings["alpha"], settings["gamma"]).item()
         if not math.isfinite(loss) or not all(torch.isfinite(o).all() for o in outputs):
-            names = ", ".join(data.val.names[i] for i in chunk)
+            names = ", ".join(data.val.names[i] for i in indices)
             raise NonFiniteLoss(f"the validation outputs are not finite (loss {loss}) on {names}")
-        total += loss
-        batches += 1
-        y_hat = torch.sigmoid(outputs[0])  # (B, C, s, s)
-        scores.update(y.cpu().numpy(), y_hat.cpu().numpy(), data.val.present[chunk])
+        losses.append(loss)
+        return fused_probabilities(outputs)  # (B, C, s, s)
+
+    model.eval()
+    scores = {"square": LesionScores(lesions, n_bins=VAL_BINS)}
+    score_dataset(predict, data.val, scores, data.val_indices, settings["batch_size"])
     model.train()
-    aupr = scores.aupr()
-    row = {"val_loss": total / batches}
+    aupr = scores["square"].aupr()
+    row = {"val_loss": sum(losses) / len(losses)}
     row.update({f"val_aupr_{name}": aupr[name] for name in lesions})
-    row["val_aupr_mean"] = _nanmean(aupr.values())
+    row["val_aupr_mean"] = lesion_mean(aupr.values())
     return row
 
 
@@ -532,12 +529,6 @@ def divergence_message(label, error, last_path, settings, out):
         advice = (f"start again with a lower learning rate: python -m u2net_mini.train --out {out} --overwrite "
                   f"--data {settings['data']} --lr {lower:g} (and the run's other flags)")
     return f"training {label} stopped: {error}; {kept}. Check the data, or {advice}"
-
-
-def _nanmean(values):
-    """The mean of the defined values (a lesion absent from every validation photograph has AUPR nan)."""
-    values = [v for v in values if not math.isnan(v)]
-    return sum(values) / len(values) if values else float("nan")
 
 
 def _better(score, best):
@@ -656,8 +647,10 @@ def run(args):
     settings = resolve_settings(args)
     workers = args.workers
     if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        try:
+            check_positive_flag("--threads", args.threads)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
         torch.set_num_threads(args.threads)
     processes = Processes(args.device)
     try:
