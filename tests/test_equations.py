@@ -164,23 +164,6 @@ def test_deep_supervision_is_the_sum_of_its_parts():
     assert E.deep_supervision_loss(Y, outputs) == pytest.approx(parts, rel=1e-12)
 
 
-# --- learning-rate schedule ----------------------------------------------------------
-
-@pytest.mark.parametrize(
-    "epoch, expected",
-    [
-        (0, 1e-3),
-        (114, 1e-3),  # last epoch before the decay
-        (115, 7.5e-4),  # 1e-3 * 0.75^(floor(0/15) + 1)
-        (129, 7.5e-4),  # 1e-3 * 0.75^(floor(14/15) + 1)
-        (130, 5.625e-4),  # 1e-3 * 0.75^(floor(15/15) + 1) = 1e-3 * 0.5625
-        (399, 4.2282826e-6),  # 1e-3 * 0.75^(floor(284/15) + 1) = 1e-3 * 0.75^19
-    ],
-)
-def test_lr_at_epoch(epoch, expected):
-    assert E.lr_at_epoch(epoch) == pytest.approx(expected, rel=RTOL)
-
-
 # --- bad input -----------------------------------------------------------------------
 
 def test_shapes_that_differ_raise():
@@ -217,10 +200,6 @@ def test_bad_hyperparameters_raise():
         E.dice_loss(Y, Y_HAT, smooth=0)
     with pytest.raises(ValueError, match="at least one output"):
         E.deep_supervision_loss(Y, [])
-    with pytest.raises(ValueError, match="non-negative integer, got -1"):
-        E.lr_at_epoch(-1)
-    with pytest.raises(ValueError, match="non-negative integer, got 1.5"):
-        E.lr_at_epoch(1.5)
 
 
 def adam_on_scaled_parabola(scale, weight_decay, steps=3000, lr=0.01):

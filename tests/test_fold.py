@@ -7,7 +7,7 @@ from torch import nn
 from u2net_mini.counting import count_parameters
 from u2net_mini.fold import fold_batchnorm, fold_conv_bn
 from u2net_mini.model import model_from_config, u2net_xs
-from u2net_mini.reference import randomize_batchnorm
+from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.rsu import REBNCONV, RSU4F
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from u2net_mini import inference
 from u2net_mini.checkpoint import save_checkpoint
 from u2net_mini.export import export_onnx
-from u2net_mini.reference import randomize_batchnorm
+from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.inference import (
     METADATA_KEY,
     PAYLOAD_KEYS,

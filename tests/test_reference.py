@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from u2net_mini import model, reference
 from u2net_mini.fold import fold_batchnorm
 from u2net_mini.model import u2net_xs
+from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.reference import (
-    randomize_batchnorm,
     batchnorm_eval,
     conv2d,
     forward_numpy,
@@ -244,3 +244,7 @@ def test_randomize_batchnorm_moves_every_statistic_reproducibly():
 def test_the_numpy_pass_has_the_models_smallest_input():
     # one meaning of MIN_SIZE: 2^5 = 32, five 2 × 2 poolings from En_1 to En_6
     assert reference.MIN_SIZE == model.MIN_SIZE == 2**5
+
+
+def test_the_lessons_still_find_randomize_batchnorm_in_reference():
+    assert reference.randomize_batchnorm is randomize_batchnorm

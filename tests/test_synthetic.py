@@ -1,16 +1,16 @@
-"""The synthetic IDRiD-like data set (data_prep/synthetic*.py): drawing, lesions, layout on disk."""
+"""The synthetic IDRiD-like data set (data_prep/synthetic/): drawing, lesions, layout on disk."""
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep import synthetic as S
+from data_prep.synthetic import data_set as S
 from data_prep.fundus import fundus_mask
 from data_prep.idrid import IDRiD
-from data_prep.synthetic_draw import Canvas, bandpass_noise, smooth_field
-from data_prep.synthetic_lesions import PAINT_ORDER, min_diameter, paint_lesions
-from data_prep.synthetic_retina import IDRID_ASPECT, make_geometry
+from data_prep.synthetic.draw import Canvas, bandpass_noise, smooth_field
+from data_prep.synthetic.lesions import PAINT_ORDER, min_diameter, paint_lesions
+from data_prep.synthetic.retina import IDRID_ASPECT, make_anatomy
 from data_prep.lesions import LESIONS
 
 ALL = dict.fromkeys(LESIONS, True)
@@ -148,7 +148,7 @@ def test_lesions_look_like_their_kind_in_the_photograph(seed):
 def flat_painting(seed, size=128, presence=ALL, visible_at=160):
     """Lesions painted on a flat orange disc: (background, painted, masks)."""
     rng = np.random.default_rng(seed)
-    geo = make_geometry(rng, size)
+    geo = make_anatomy(rng, size)
     flat = np.empty((geo.height, geo.width, 3), np.float32)  # (H, W, 3)
     flat[:] = (180.0, 90.0, 30.0)
     painted, masks = paint_lesions(rng, geo, flat.copy(), visible_at, 4, presence)
@@ -206,7 +206,7 @@ def test_visible_at_sets_the_smallest_lesion():
 
 def test_min_diameter_rule():
     rng = np.random.default_rng(0)
-    geo = make_geometry(rng, 320)
+    geo = make_anatomy(rng, 320)
     # 2 px when the disc (2R px) is shrunk to 160 px: 2 * 2R / 160
     assert min_diameter(geo, 160) == pytest.approx(2 * 2 * geo.radius / 160)
     assert min_diameter(geo, None) == 1.0

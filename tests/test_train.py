@@ -16,9 +16,9 @@ from data_prep.enhance import channel_stats
 from data_prep.idrid import IDRiD
 from data_prep.pipeline import enhance_square
 from data_prep.synthetic import write_idrid_layout
-from u2net_mini import train
+from u2net_mini import train, train_loop
 from u2net_mini.checkpoint import load_checkpoint, load_weights
-from u2net_mini.equations import lr_at_epoch
+from u2net_mini.schedule import lr_at_epoch
 from u2net_mini.model import model_from_config
 
 SIZE = 64
@@ -91,7 +91,7 @@ def test_one_epoch_plus_resume_equals_two_epochs(data, cache, two_epochs, one_ep
 
 def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "interrupted"
-    real_loss = train.output_losses
+    real_loss = train_loop.output_losses
     training_steps = []
 
     def interrupt_in_epoch_2_batch_2(outputs, y, *rest):
@@ -101,21 +101,21 @@ def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one
                 raise KeyboardInterrupt
         return real_loss(outputs, y, *rest)
 
-    monkeypatch.setattr(train, "output_losses", interrupt_in_epoch_2_batch_2)
+    monkeypatch.setattr(train_loop, "output_losses", interrupt_in_epoch_2_batch_2)
     assert train.main(args(data, cache, out, "--epochs", "2")) == 130
     assert "--resume" in capsys.readouterr().err
     files = sorted(p.name for p in (out / GROUP).iterdir())
     assert files == ["best.pt", "last.pt", "metrics.csv"]  # no temporary file left behind
     assert_same_training_state(state(out / GROUP / "last.pt"), state(one_epoch / GROUP / "last.pt"))
 
-    monkeypatch.setattr(train, "output_losses", real_loss)
+    monkeypatch.setattr(train_loop, "output_losses", real_loss)
     assert train.main(["--out", str(out), "--resume", "--cache", str(cache), "--no-progress"]) == 0
     assert_same_training_state(state(out / GROUP / "last.pt"), state(two_epochs / GROUP / "last.pt"))
 
 
 def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
-    real_loss = train.output_losses
+    real_loss = train_loop.output_losses
     training_steps = []
 
     def nan_in_epoch_2_batch_2(outputs, y, *rest):
@@ -126,7 +126,7 @@ def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path,
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(train, "output_losses", nan_in_epoch_2_batch_2)
+    monkeypatch.setattr(train_loop, "output_losses", nan_in_epoch_2_batch_2)
     assert train.main(args(data, cache, out, "--epochs", "3")) == 1
     message = capsys.readouterr().err
     assert "loss is nan at epoch 2, batch 2" in message

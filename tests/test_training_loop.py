@@ -9,7 +9,7 @@ import torch
 
 import data_prep.dataset
 from data_prep.synthetic import write_idrid_layout
-from u2net_mini import losses, train
+from u2net_mini import losses, train, train_loop
 from u2net_mini.model import U2Net, build_model
 
 SIZE = 64
@@ -39,7 +39,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     x, y = fixed_batch()
     # train_step returns the loss before its update: losses[i] is the loss after i steps
-    history = [train.train_step(model, x, y, optimizer, LOSS_SETTINGS, bf16=False)[0].item() for _ in range(6)]
+    history = [train_loop.train_step(model, x, y, optimizer, LOSS_SETTINGS, bf16=False)[0].item() for _ in range(6)]
     assert all(later < earlier for earlier, later in zip(history, history[1:])), history
     assert history[-1] < 0.8 * history[0], history  # 0.94 -> 0.62 when this was written
 
@@ -57,7 +57,7 @@ def test_a_step_checks_the_target_once_and_logs_the_fused_loss_it_trained(monkey
     model = build_model("xs", 4)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the weights stay as they are
     x, y = fixed_batch()
-    loss, fused_loss = train.train_step(model, x, y, optimizer, LOSS_SETTINGS, bf16=False)
+    loss, fused_loss = train_loop.train_step(model, x, y, optimizer, LOSS_SETTINGS, bf16=False)
     assert len(checked) == 1  # seven outputs, one check (each a host sync on a GPU)
     outputs = model(x)  # 7 × (B, C, s, s), the same weights and batch statistics
     with torch.no_grad():

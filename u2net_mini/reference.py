@@ -208,24 +208,11 @@ def forward_numpy(state, config, x):
     return (fused, *sides)
 
 
-def randomize_batchnorm(module, seed=0):
-    """Give every batch norm of the torch `module` random, non-trivial statistics; eval mode.
+def __getattr__(name):
+    """`reference.randomize_batchnorm` (lessons 3 and 4) now lives in `random_batchnorm.py`;
+    imported on first use, so that this NumPy forward pass still loads without torch."""
+    if name == "randomize_batchnorm":
+        from .random_batchnorm import randomize_batchnorm
 
-    A fresh batch norm (mean 0, variance 1, γ = 1, β = 0) is nearly the identity, which
-    would hide a wrong batch norm, fold or decoder from any comparison of forward passes.
-    The shift β is drawn positive so that few ReLUs are dead: a block whose U-branch
-    outputs only zeros would hide a wrong decoder. `seed` is an int or a
-    `numpy.random.Generator`. Returns `module`, changed in place.
-    """
-    rng = np.random.default_rng(seed)
-    import torch  # here: the NumPy forward pass itself needs no torch
-
-    with torch.no_grad():
-        for bn in module.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                c = bn.num_features
-                bn.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 0.1, c)))  # (C,)
-                bn.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, c)))  # (C,)
-                bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c)))  # (C,) γ
-                bn.bias.copy_(torch.from_numpy(rng.uniform(0.0, 0.4, c)))  # (C,) β > 0: few dead ReLUs
-    return module.eval()
+        return randomize_batchnorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

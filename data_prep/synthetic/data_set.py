@@ -1,5 +1,5 @@
 """
-# A synthetic IDRiD-like data set: the project's built-in data
+# A synthetic IDRiD-like data set: one photograph, and a whole data set on disk
 
 Not part of the paper. The paper trains and tests on IDRiD (Porwal et al. 2018), which
 cannot ship with the project. This module paints colour fundus photographs with the four
@@ -12,10 +12,10 @@ alike and every lesson and test runs on a laptop with no download.
     python -m data_prep.synthetic --out data/synthetic --size 256
 
 A photograph is painted in four steps: the frame, the healthy background, optic disc and
-macula (`synthetic_retina.py`); the vessel trees (`synthetic_vessels.py`); the lesions and
-their masks (`synthetic_lesions.py`); the disc cut out of a black surround, with sensor
-noise (`synthetic_retina.finish`). Shapes are rasterised with sub-pixel anti-aliasing
-(`synthetic_draw.py`). docs/data.md shows the result beside a real photograph and lists the
+macula (`retina.py`); the vessel trees (`vessels.py`); the lesions and
+their masks (`lesions.py`); the disc cut out of a black surround, with sensor
+noise (`retina.finish`). Shapes are rasterised with sub-pixel anti-aliasing
+(`draw.py`). docs/data.md shows the result beside a real photograph and lists the
 measurements behind the constants.
 
 Departure from real data, on purpose: lesions are drawn at least 2 px wide when the disc
@@ -27,7 +27,6 @@ times smaller; `visible_at=None` draws them at their real size.
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -35,9 +34,9 @@ import numpy as np
 from PIL import Image
 
 from data_prep.idrid import image_folder, mask_folder, write_mask
-from data_prep.synthetic_lesions import paint_lesions
-from data_prep.synthetic_retina import FRAMES, background, finish, make_geometry
-from data_prep.synthetic_vessels import paint_vessels
+from .lesions import paint_lesions
+from .retina import FRAMES, background, finish, make_anatomy
+from .vessels import paint_vessels
 from data_prep.lesions import LESIONS
 
 MIN_PAINTED_SIZE = 64  # below this the vessels and the optic disc are a few pixels
@@ -72,7 +71,7 @@ def make_fundus(seed, size=512, *, frame="square", visible_at=160, presence=None
     # with the same lesions in the same places, at any size.
     streams = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5)]
     geometry, healthy, vessels, lesions, noise = streams
-    geo = make_geometry(geometry, int(size), frame)
+    geo = make_anatomy(geometry, int(size), frame)
     image = background(healthy, geo)  # (H, W, 3) float32, the healthy retina with optic disc
     image = paint_vessels(vessels, geo, image, SUPERSAMPLE)  # (H, W, 3)
     image, masks = paint_lesions(lesions, geo, image, visible_at, SUPERSAMPLE, presence)  # (H, W, 3), (4, H, W)
@@ -179,7 +178,7 @@ def readme_text(n_train, n_test, size, seed, frame, visible_at, counts):
                           for split, c in counts.items())
     return (
         "SYNTHETIC fundus photographs in the layout and file encoding of IDRiD (segmentation part).\n"
-        "Not real patients: painted by data_prep/synthetic.py of u2net_mini.\n"
+        "Not real patients: painted by data_prep/synthetic/ of u2net_mini.\n"
         f"n_train={n_train} n_test={n_test} size={size} seed={seed} frame={frame} visible_at={visible_at}\n"
         "Image IDRiD_k is make_fundus((seed, k), size, frame=frame, visible_at=visible_at)\n"
         "(with frame='mixed': 'idrid' when k is a multiple of 3, else 'square').\n"
@@ -215,6 +214,3 @@ def main(argv=None):
     print(f"wrote {root}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

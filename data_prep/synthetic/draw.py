@@ -1,7 +1,7 @@
 """
 # Drawing with coverage: the rasteriser behind the synthetic fundus
 
-Not part of the paper: a tool for `data_prep/synthetic.py`, which paints IDRiD-like
+Not part of the paper: a tool for `data_prep/synthetic/`, which paints IDRiD-like
 photographs with lesions whose masks must sit exactly where the lesions are drawn.
 
 A `Canvas` draws shapes with OpenCV on a grid `ss` times finer than the image and averages

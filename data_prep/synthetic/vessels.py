@@ -1,7 +1,7 @@
 """
 # The synthetic vessel tree
 
-Not part of the paper: the vessels of the synthetic fundus (`data_prep/synthetic.py`).
+Not part of the paper: the vessels of the synthetic fundus (`data_prep/synthetic/`).
 They matter for the lesions: haemorrhages and microaneurysms are dark red like the vessels,
 so a model must learn shape (round dots and blots against long tapering lines), as it must
 on real photographs.
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from data_prep.synthetic_draw import Canvas
+from .draw import Canvas
 
 STEP = 0.012  # growth step / R
 VEIN_WIDTH = 0.022  # trunk width at the optic disc / R

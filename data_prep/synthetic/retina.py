@@ -1,8 +1,8 @@
 """
 # The healthy synthetic fundus: frame, disc, illumination, optic disc, macula, texture
 
-Not part of the paper: the background on which `data_prep/synthetic.py` paints lesions.
-The vessel tree is in `synthetic_vessels.py`, the lesions in `synthetic_lesions.py`.
+Not part of the paper: the background on which `data_prep/synthetic/` paints lesions.
+The vessel tree is in `vessels.py`, the lesions in `lesions.py`.
 
 Every length is a fraction of the disc radius `R` (the visible retina), so the picture is
 the same at any `size`. Constants were calibrated, at development time, on two real IDRiD
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_prep.synthetic_draw import bandpass_noise, smooth_field
+from .draw import bandpass_noise, smooth_field
 
 FRAMES = ("square", "idrid")
 IDRID_ASPECT = 4288 / 2848  # width / height of an IDRiD photograph
@@ -52,8 +52,9 @@ BLACK = np.array([4, 2, 2], np.float32)  # (3,) the surround: median (5, 1, 2) a
 
 
 @dataclass
-class Geometry:
-    """Where things are in one synthetic photograph (pixels; x right, y down)."""
+class Anatomy:
+    """Where things are in one synthetic photograph (pixels; x right, y down); not to be
+    confused with `fundus.Geometry`, the crop and resize of any photograph."""
 
     height: int
     width: int
@@ -80,7 +81,7 @@ class Geometry:
         return (r < self.radius - pad) & (y > pad) & (y < self.height - 1 - pad)
 
 
-def make_geometry(rng, size, frame="square"):
+def make_anatomy(rng, size, frame="square"):
     """Frame, disc, optic disc and fovea of one photograph `size` pixels wide."""
     if frame == "square":
         height = width = size
@@ -98,7 +99,7 @@ def make_geometry(rng, size, frame="square"):
     fovea_x = od_x - side * rng.uniform(0.64, 0.72) * radius
     fovea_y = od_y + rng.uniform(0.02, 0.1) * radius
     od_radius = rng.uniform(*OD_RADIUS) * radius
-    return Geometry(height, width, cx, cy, radius, od_x, od_y, od_radius, fovea_x, fovea_y, side)
+    return Anatomy(height, width, cx, cy, radius, od_x, od_y, od_radius, fovea_x, fovea_y, side)
 
 
 def disc_alpha(geo, xs, ys):

@@ -1,7 +1,7 @@
 r"""
 # The four synthetic lesions: where, how big, what colour, and their masks
 
-Not part of the paper: the lesions of the synthetic fundus (`data_prep/synthetic.py`), in
+Not part of the paper: the lesions of the synthetic fundus (`data_prep/synthetic/`), in
 the project's order MA, HE, EX, SE.
 
 - **MA** microaneurysms: tiny round dark-red dots, scattered over the posterior pole.
@@ -53,7 +53,7 @@ survive shrinking and JPEG and to be learned by the demo's small model in a few 
 import cv2
 import numpy as np
 
-from data_prep.synthetic_draw import Canvas, bandpass_noise
+from .draw import Canvas, bandpass_noise
 from data_prep.lesions import LESIONS
 
 # Probability that an image has each lesion: IDRiD has MA in 81/81, HE 80/81, EX 81/81,
