@@ -26,6 +26,8 @@ lessons/%.ipynb: lessons/%.py | $(STAMP)
 lessons: $(LESSON_NOTEBOOKS)
 
 test: $(STAMP) lessons
+	# the linter first (seconds; rules in pyproject.toml), then the tests and lessons
+	$(VENV)/bin/ruff check u2net_mini data_prep scripts tests
 	# one torch thread per worker: two workers already fill a 2-core machine
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --nbmake tests $(LESSON_NOTEBOOKS)
 

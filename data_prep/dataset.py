@@ -52,12 +52,11 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
-from .lesions import LESIONS, lesion_indices
-
 from .augment import augment as augment_example
 from .enhance import CLAHE_CHANNELS, channel_stats
 from .fundus import DISC_THRESHOLD, Geometry, check_size
 from .idrid import IDRiD
+from .lesions import LESIONS, lesion_indices
 from .patches import LESION_BIAS, patch_origin
 from .pipeline import MASK_RULE, Example, enhance_square, prepare_example, to_input
 

@@ -49,9 +49,9 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from data_prep.atomic import atomic_write  # noqa: E402
 from data_prep.pipeline import enhance_square, prepare_example, to_input  # noqa: E402
 from data_prep.synthetic import make_fundus  # noqa: E402
-from data_prep.atomic import atomic_write  # noqa: E402
 from u2net_mini.inference import optimize_model  # noqa: E402
 from u2net_mini.losses import deep_supervision_loss  # noqa: E402
 from u2net_mini.model import build_model, fused_probabilities  # noqa: E402

@@ -20,11 +20,11 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from data_prep.atomic import atomic_write  # noqa: E402
 from data_prep.idrid import IDRiD  # noqa: E402
 from data_prep.pipeline import prepare_example  # noqa: E402
 from data_prep.shipped import idrid_root  # noqa: E402
 from data_prep.synthetic import make_fundus  # noqa: E402
-from data_prep.atomic import atomic_write  # noqa: E402
 from u2net_mini.lesions import LESION_COLOURS, LESION_NAMES, LESIONS  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import cv2
 
+from data_prep.atomic import atomic_write
 from data_prep.checks import check_positive_flag
 from data_prep.idrid import LESION_FOLDERS, SPLITS, IDRiD, read_mask, write_mask
 from data_prep.pipeline import MASK_RULE, resize_mask
-from data_prep.atomic import atomic_write
 
 JPEG_QUALITY = 90
 LICENCE_FILES = ("LICENSE.txt", "CC-BY-4.0.txt")

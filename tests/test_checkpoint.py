@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from u2net_mini import checkpoint
 from data_prep.atomic import atomic_write
+from u2net_mini import checkpoint
 from u2net_mini.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,

@@ -6,8 +6,13 @@ import torch
 from torch import nn
 
 from u2net_mini.counting import conv_macs, conv_macs_per_layer, count_parameters, parameter_formula
-from u2net_mini.receptive_field import block_receptive_field, block_windows, input_windows, receptive_fields
 from u2net_mini.model import U2Net, u2net_full, u2net_small, u2net_xs
+from u2net_mini.receptive_field import (
+    block_receptive_field,
+    block_windows,
+    input_windows,
+    receptive_fields,
+)
 from u2net_mini.rsu import REBNCONV, RSU, RSU4F
 
 # --- parameters ---------------------------------------------------------------------------

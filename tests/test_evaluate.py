@@ -6,7 +6,6 @@ checkpoint to table, which does not need a good model.
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,11 +13,10 @@ from data_prep.dataset import LesionDataset
 from data_prep.shipped import idrid_root
 from data_prep.synthetic import write_idrid_layout
 from u2net_mini import evaluate
-from u2net_mini.checkpoint import save_checkpoint
+from u2net_mini.checkpoint import load_model, save_checkpoint
 from u2net_mini.counting import count_parameters
 from u2net_mini.metrics import aupr, dice_score
 from u2net_mini.model import build_model
-from u2net_mini.checkpoint import load_model
 from u2net_mini.predict import probabilities
 
 SIZE = 64

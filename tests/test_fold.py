@@ -11,7 +11,6 @@ from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.rsu import REBNCONV, RSU4F
 
 
-
 def hand_conv_bn(conv_bias):
     """1 -> 1 channel 3×3 conv of ones; batch norm gamma 3, beta 1, mean 0.5, var 4, eps 0."""
     conv = nn.Conv2d(1, 1, 3, padding=1, bias=conv_bias)

@@ -9,8 +9,8 @@ from PIL import Image
 
 from data_prep.fundus import fundus_mask
 from data_prep.idrid import IDRiD, image_folder, mask_folder, read_mask, write_mask
-from data_prep.shipped import idrid_root
 from data_prep.lesions import LESIONS
+from data_prep.shipped import idrid_root
 
 
 def tiny_fundus(seed, height=48, width=64):

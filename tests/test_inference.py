@@ -17,7 +17,6 @@ from torch import nn
 from u2net_mini import inference
 from u2net_mini.checkpoint import save_checkpoint
 from u2net_mini.export import export_onnx
-from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.inference import (
     METADATA_KEY,
     PAYLOAD_KEYS,
@@ -32,6 +31,7 @@ from u2net_mini.inference import (
     reuse_freed_memory,
 )
 from u2net_mini.model import build_model
+from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.rsu import REBNCONV
 
 LESION_PAIR = ("EX", "SE")

@@ -79,7 +79,7 @@ def test_gradcheck_on_the_loss_in_float64():
     y = torch.from_numpy(target)
     assert torch.autograd.gradcheck(lambda z: L.deep_supervision_loss([z, 2 * z], y), (z,))
     for gamma in (0.0, 1.0, 2.0):
-        assert torch.autograd.gradcheck(lambda z: L.focal_bce(z, y, gamma).sum(), (z,))
+        assert torch.autograd.gradcheck(lambda z, gamma=gamma: L.focal_bce(z, y, gamma).sum(), (z,))
     assert torch.autograd.gradcheck(lambda z: L.dice_loss(z, y).sum(), (z,))
 
 

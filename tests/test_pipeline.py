@@ -6,9 +6,23 @@ import pytest
 from skimage import data
 
 from data_prep.enhance import clahe, normalize
-from data_prep.fundus import crop_to_disc, disc_box, fundus_mask, pad_to_square, to_original, to_square
+from data_prep.fundus import (
+    crop_to_disc,
+    disc_box,
+    fundus_mask,
+    pad_to_square,
+    to_original,
+    to_square,
+)
 from data_prep.idrid import IDRiD
-from data_prep.pipeline import MASK_RULE, MASK_RULES, prepare_example, preprocess, resize_mask, to_input
+from data_prep.pipeline import (
+    MASK_RULE,
+    MASK_RULES,
+    prepare_example,
+    preprocess,
+    resize_mask,
+    to_input,
+)
 from data_prep.shipped import idrid_root
 
 

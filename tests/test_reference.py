@@ -25,7 +25,6 @@ from u2net_mini.reference import (
 from u2net_mini.rsu import REBNCONV, RSU, RSU4F
 
 
-
 def relative_error(actual, expected):
     return np.abs(actual - expected).max() / np.abs(expected).max()
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.synthetic import data_set as S
 from data_prep.fundus import fundus_mask
 from data_prep.idrid import IDRiD
+from data_prep.lesions import LESIONS
+from data_prep.synthetic import data_set as S
 from data_prep.synthetic.draw import Canvas, bandpass_noise, smooth_field
 from data_prep.synthetic.lesions import PAINT_ORDER, min_diameter, paint_lesions
 from data_prep.synthetic.retina import IDRID_ASPECT, make_anatomy
-from data_prep.lesions import LESIONS
 
 ALL = dict.fromkeys(LESIONS, True)
 NONE = dict.fromkeys(LESIONS, False)

@@ -18,8 +18,8 @@ from data_prep.pipeline import enhance_square
 from data_prep.synthetic import write_idrid_layout
 from u2net_mini import train, train_loop
 from u2net_mini.checkpoint import load_checkpoint, load_weights
-from u2net_mini.schedule import lr_at_epoch
 from u2net_mini.model import model_from_config
+from u2net_mini.schedule import lr_at_epoch
 
 SIZE = 64
 GROUP = "MA-HE-EX-SE"

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from data_prep.atomic import atomic_write
+
 from .lesions import lesion_indices
 
 FORMAT = "u2net_mini checkpoint"

@@ -41,17 +41,17 @@ from pathlib import Path
 
 import torch
 
+from data_prep.atomic import atomic_write
 from data_prep.checks import check_positive_flag
 from data_prep.dataset import LesionDataset
 from data_prep.fundus import to_original
 from data_prep.idrid import EXPECTED_LAYOUT, IDRiD
 from data_prep.shipped import idrid_root
 
-from data_prep.atomic import atomic_write
+from .checkpoint import load_model, preprocessing_arguments
 from .counting import count_parameters
 from .lesions import LESIONS
 from .metrics import LesionScores
-from .checkpoint import load_model, preprocessing_arguments
 from .predict import probabilities
 from .report import paper_table, plot_pr_curves, results_table
 from .shipped import SHIPPED, shipped_checkpoints

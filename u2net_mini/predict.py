@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.atomic import atomic_write
 from data_prep.fundus import to_original
 from data_prep.idrid import is_greyscale, read_image
 from data_prep.pipeline import preprocess
 
-from data_prep.atomic import atomic_write
 from .checkpoint import preprocessing_arguments
 from .inference import load_for_prediction
 from .lesions import LESIONS

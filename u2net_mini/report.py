@@ -16,6 +16,7 @@ import math
 from matplotlib.figure import Figure
 
 from data_prep.atomic import atomic_write
+
 from .lesions import LESION_COLOURS, LESIONS
 from .metrics import lesion_mean
 

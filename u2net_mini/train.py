@@ -63,7 +63,14 @@ from .model import build_model
 from .processes import Processes, average_buffers, out_of_time
 from .report import plot_training_curves
 from .schedule import stretched_lr
-from .train_loop import Data, NonFiniteLoss, non_finite_tensors, train_epoch, training_stats, validate
+from .train_loop import (
+    Data,
+    NonFiniteLoss,
+    non_finite_tensors,
+    train_epoch,
+    training_stats,
+    validate,
+)
 from .training_run import (
     PREPROCESSING,
     UsageError,

@@ -34,10 +34,11 @@ import numpy as np
 from PIL import Image
 
 from data_prep.idrid import image_folder, mask_folder, write_mask
+from data_prep.lesions import LESIONS
+
 from .lesions import paint_lesions
 from .retina import FRAMES, background, finish, make_anatomy
 from .vessels import paint_vessels
-from data_prep.lesions import LESIONS
 
 MIN_PAINTED_SIZE = 64  # below this the vessels and the optic disc are a few pixels
 SUPERSAMPLE = 4  # shapes are drawn on a grid 4 times finer, then averaged

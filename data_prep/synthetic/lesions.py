@@ -53,8 +53,9 @@ survive shrinking and JPEG and to be learned by the demo's small model in a few 
 import cv2
 import numpy as np
 
-from .draw import Canvas, bandpass_noise
 from data_prep.lesions import LESIONS
+
+from .draw import Canvas, bandpass_noise
 
 # Probability that an image has each lesion: IDRiD has MA in 81/81, HE 80/81, EX 81/81,
 # SE 40/81 images; a few images without MA, HE or EX keep the "absent" case exercised.
