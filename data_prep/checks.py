@@ -23,7 +23,8 @@ def check_positive_int(name, value, alternative=""):
 
 
 def check_positive_flag(flag, value):
-    """Raise ValueError unless the flag's int `value` is at least 1: "--batch-size must be at least 1, got 0"."""
+    """Raise ValueError unless the flag's int `value` is at least 1:
+    "--batch-size must be at least 1, got 0"."""
     if value < 1:
         raise ValueError(f"{flag} must be at least 1, got {value}")
     return value

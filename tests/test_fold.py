@@ -1,4 +1,5 @@
-"""Folding batch norm: by hand on one conv, then the whole network (same outputs, fewer parameters)."""
+"""Folding batch norm: by hand on one conv, then the whole network (same outputs, fewer
+parameters)."""
 
 import pytest
 import torch

@@ -73,7 +73,8 @@ def conv_macs_per_layer(model, height, width):
             def count(conv, inputs, output, name=name or type(module).__name__):
                 kernel_h, kernel_w = conv.kernel_size
                 per_output = conv.in_channels // conv.groups * kernel_h * kernel_w
-                macs[name] = macs.get(name, 0) + output.numel() * per_output  # out elements × in/groups × k²
+                # out elements × in/groups × k²
+                macs[name] = macs.get(name, 0) + output.numel() * per_output
 
             hooks.append(module.register_forward_hook(count))
     if not hooks:
@@ -82,7 +83,8 @@ def conv_macs_per_layer(model, height, width):
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     meta = {name: torch.empty_like(tensor, device="meta") for name, tensor in tensors.items()}
     dtype = next(iter(tensors.values())).dtype  # a float64 model counts like a float32 one
-    x = torch.empty(1, _input_channels(model), height, width, device="meta", dtype=dtype)  # (1, C, H, W)
+    channels = _input_channels(model)
+    x = torch.empty(1, channels, height, width, device="meta", dtype=dtype)  # (1, C, H, W)
     was_training = model.training
     model.eval()  # batch norm in training mode would refuse 1×1 maps of a single image
     try:

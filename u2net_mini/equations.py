@@ -102,7 +102,8 @@ def _weighted_log(weight, probability):
 def focal_bce(y, y_hat, gamma=1.0):
     r"""Focal binary cross-entropy per channel: (C,).
 
-    $$\mathrm{fBCE}_k = -\frac{1}{N} \sum_n \Big[ y_{n,k} (1 - \hat y_{n,k})^\gamma \log \hat y_{n,k}
+    $$\mathrm{fBCE}_k = -\frac{1}{N} \sum_n \Big[
+      y_{n,k} (1 - \hat y_{n,k})^\gamma \log \hat y_{n,k}
       + (1 - y_{n,k})\, \hat y_{n,k}^\gamma \log (1 - \hat y_{n,k}) \Big]$$
 
     `y` target, `y_hat` probability, both (B, C, H, W); N = B·H·W pixels of channel k;
@@ -135,7 +136,8 @@ def dice_loss(y, y_hat, smooth=1.0):
     the term that makes microaneurysms visible to the optimizer.
     """
     if not smooth > 0:
-        raise ValueError(f"smooth must be > 0 (it keeps an empty channel's Dice defined), got {smooth}")
+        raise ValueError(
+            f"smooth must be > 0 (it keeps an empty channel's Dice defined), got {smooth}")
     y, y_hat = check_pair(y, y_hat)
     # $\sum_n y_{n,k} \hat y_{n,k}$
     intersection = (y * y_hat).sum(axis=(0, 2, 3))  # (C,)
@@ -170,7 +172,8 @@ def lesion_loss(y, y_hat, alpha=0.75, gamma=1.0, smooth=1.0):
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     weights = class_weights(y)  # (C,) w_k
     # $\alpha\, \mathrm{fBCE}_k + (1 - \alpha)\, D_k$
-    per_channel = alpha * focal_bce(y, y_hat, gamma) + (1 - alpha) * dice_loss(y, y_hat, smooth)  # (C,)
+    # (C,)
+    per_channel = alpha * focal_bce(y, y_hat, gamma) + (1 - alpha) * dice_loss(y, y_hat, smooth)
     # $\frac{1}{C} \sum_k (\dots)\, w_k$
     return float((per_channel * weights).sum() / len(weights))
 

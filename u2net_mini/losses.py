@@ -47,7 +47,9 @@ def check_target(y):
 
 
 def class_weights(y):
-    r"""$w_k = r_k^{1/8} / \sum_j r_j^{1/8}$, $r_k = \sum_n (1 - y_{n,k}) / (\sum_n y_{n,k} + 1)$: (C,).
+    r"""Class weights: (C,).
+
+    $w_k = r_k^{1/8} / \sum_j r_j^{1/8}$, $r_k = \sum_n (1 - y_{n,k}) / (\sum_n y_{n,k} + 1)$.
 
     `y` (B, C, H, W) binary; no gradient. Uniform 1/C when every r_k is 0.
     """
@@ -68,7 +70,10 @@ def _class_weights(y):
 
 
 def focal_bce(logits, y, gamma=1.0):
-    r"""$\mathrm{fBCE}_k = -\frac{1}{N} \sum_n [ y (1-\hat y)^\gamma \log \hat y + (1-y)\, \hat y^\gamma \log(1-\hat y) ]$: (C,).
+    r"""Focal binary cross-entropy per channel: (C,).
+
+    $\mathrm{fBCE}_k = -\frac{1}{N} \sum_n [ y (1-\hat y)^\gamma \log \hat y
+    + (1-y)\, \hat y^\gamma \log(1-\hat y) ]$.
 
     `logits` z and `y`, both (B, C, H, W); ŷ = σ(z).
     """
@@ -88,7 +93,9 @@ def dice_loss(logits, y, smooth=1.0):
 
 
 def lesion_loss(logits, y, alpha=0.75, gamma=1.0, smooth=1.0):
-    r"""$L = \frac{1}{C} \sum_k (\alpha\, \mathrm{fBCE}_k + (1 - \alpha)\, D_k)\, w_k$: a scalar tensor.
+    r"""The paper's loss of one output: a scalar tensor.
+
+    $L = \frac{1}{C} \sum_k (\alpha\, \mathrm{fBCE}_k + (1 - \alpha)\, D_k)\, w_k$.
 
     `logits` and `y` (B, C, H, W); α = `alpha`, γ = `gamma`, s = `smooth`.
     """
@@ -96,7 +103,10 @@ def lesion_loss(logits, y, alpha=0.75, gamma=1.0, smooth=1.0):
 
 
 def deep_supervision_loss(logits_list, y, alpha=0.75, gamma=1.0, smooth=1.0):
-    r"""$L_{\mathrm{total}} = \sum_m L(z^{(m)}, y)$ over the fused and the six side outputs, each weighted 1.
+    r"""The loss over every output: a scalar tensor.
+
+    $L_{\mathrm{total}} = \sum_m L(z^{(m)}, y)$ over the fused and the six side outputs,
+    each weighted 1.
 
     `logits_list`: a sequence of (B, C, H, W) logits (U²-Net's forward returns seven);
     `y` (B, C, H, W) binary.
@@ -124,7 +134,8 @@ def output_losses(logits_list, y, alpha=0.75, gamma=1.0, smooth=1.0):
     losses = []
     for logits in logits_list:
         # $\alpha\, \mathrm{fBCE}_k + (1 - \alpha)\, D_k$
-        per_channel = alpha * _focal_bce(logits, y, gamma) + (1 - alpha) * _dice_loss(logits, y, smooth)  # (C,)
+        focal, dice = _focal_bce(logits, y, gamma), _dice_loss(logits, y, smooth)  # (C,), (C,)
+        per_channel = alpha * focal + (1 - alpha) * dice  # (C,)
         # $\frac{1}{C} \sum_k (\dots)\, w_k$
         losses.append((per_channel * weights).sum() / weights.numel())
     return torch.stack(losses)  # (M,)
@@ -139,7 +150,8 @@ def _check_gamma(gamma):
 
 def _check_smooth(smooth):
     if not smooth > 0:
-        raise ValueError(f"smooth must be > 0 (it keeps an empty channel's Dice defined), got {smooth}")
+        raise ValueError(
+            f"smooth must be > 0 (it keeps an empty channel's Dice defined), got {smooth}")
 
 
 def _focal_bce(logits, y, gamma):

@@ -59,10 +59,12 @@ def average_buffers(model, world):
             buffer /= world
 
 def out_of_time(deadline, epoch_seconds, processes):
-    """True when an epoch as long as the last one would end past `deadline` (process 0's clock decides)."""
+    """True when an epoch as long as the last one would end past `deadline` (process 0's
+    clock decides)."""
     if deadline is None:
         return False
-    late = torch.tensor([float(time.monotonic() + epoch_seconds > deadline)], device=processes.device)
+    late = float(time.monotonic() + epoch_seconds > deadline)
+    late = torch.tensor([late], device=processes.device)
     if processes.world > 1:
         dist.broadcast(late, 0)
     return bool(late.item())

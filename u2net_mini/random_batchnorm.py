@@ -28,5 +28,6 @@ def randomize_batchnorm(module, seed=0):
                 bn.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 0.1, c)))  # (C,)
                 bn.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, c)))  # (C,)
                 bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c)))  # (C,) γ
-                bn.bias.copy_(torch.from_numpy(rng.uniform(0.0, 0.4, c)))  # (C,) β > 0: few dead ReLUs
+                # (C,) β > 0: few dead ReLUs
+                bn.bias.copy_(torch.from_numpy(rng.uniform(0.0, 0.4, c)))
     return module.eval()

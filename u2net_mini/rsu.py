@@ -43,7 +43,8 @@ def max_pool(x):
 
 def upsample_like(x, target):
     """Resize `x` bilinearly to the H, W of `target` (`align_corners=False`)."""
-    return F.interpolate(x, size=target.shape[-2:], mode="bilinear", align_corners=False)  # (B, C, H_t, W_t)
+    # (B, C, H_t, W_t)
+    return F.interpolate(x, size=target.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class REBNCONV(nn.Module):

@@ -15,9 +15,9 @@ layout (the real data set or `data_prep.synthetic`'s). docs/training.md is the u
 | schedule | lr × 0.75 every 15 epochs from epoch 115 | `schedule.lr_at_epoch` | |
 | epochs | 400 | 400 | `--epochs` |
 | input | 512 × 512 | 512 | `--size` |
-| loss | fused + 6 side outputs, α = 0.75, γ = 1 | `losses.deep_supervision_loss` | `--alpha`, `--gamma` |
+| loss | fused + 6 sides, α 0.75, γ 1 | `losses.deep_supervision_loss` | `--alpha`, `--gamma` |
 | augmentation | rotation, shift, scale, flips | `data_prep.augment` | `--augment` |
-| models | st: 1 per lesion, dt: red + white, mt: 1 | `lesions.models_for_mode` | `--mode`, `--lesion` |
+| models | st: 1 per lesion, dt: red + white, mt: 1 | `models_for_mode` | `--mode`, `--lesion` |
 
 ## What the paper leaves open, and what we chose
 
@@ -39,10 +39,10 @@ layout (the real data set or `data_prep.synthetic`'s). docs/training.md is the u
 
 | file | what |
 |---|---|
-| `training_run.py` | flags, settings and `--resume` checks, the data check, the run folder, `metrics.csv` |
+| `training_run.py` | flags, settings, `--resume` and data checks, the run folder, `metrics.csv` |
 | `train_loop.py` | one step, one epoch, validation |
 | `processes.py` | one process or several under `torchrun` (DDP) |
-| this file | one model trained or resumed, epoch after epoch (`train_model`); the whole run (`run`, `main`) |
+| this file | one model, epoch after epoch (`train_model`); the whole run (`run`, `main`) |
 """
 
 import math
@@ -85,7 +85,8 @@ from .training_run import (
     write_metrics,
 )
 
-__all__ = ["build_parser", "main", "parse_args", "run", "train_model", "NonFiniteLoss", "UsageError"]
+__all__ = ["build_parser", "main", "parse_args", "run", "train_model", "NonFiniteLoss",
+           "UsageError"]
 
 
 def learning_rate(epoch, settings):
@@ -98,13 +99,15 @@ def divergence_message(label, error, last_path, settings, out):
     lower = settings["lr"] / 10
     if last_path.is_file():
         epoch = load_checkpoint(last_path)["epoch"] + 1
-        kept = f"{last_path} (epoch {epoch}) holds the last good weights (no checkpoint with non-finite values is written)"
-        advice = (f"continue from it with a lower learning rate: python -m u2net_mini.train --out {out} --resume "
-                  f"--lr {lower:g}")
+        kept = (f"{last_path} (epoch {epoch}) holds the last good weights "
+                "(no checkpoint with non-finite values is written)")
+        advice = ("continue from it with a lower learning rate: "
+                  f"python -m u2net_mini.train --out {out} --resume --lr {lower:g}")
     else:
         kept = "no epoch had finished, so there is no checkpoint"
-        advice = (f"start again with a lower learning rate: python -m u2net_mini.train --out {out} --overwrite "
-                  f"--data {settings['data']} --lr {lower:g} (and the run's other flags)")
+        advice = ("start again with a lower learning rate: "
+                  f"python -m u2net_mini.train --out {out} --overwrite --data {settings['data']} "
+                  f"--lr {lower:g} (and the run's other flags)")
     return f"training {label} stopped: {error}; {kept}. Check the data, or {advice}"
 
 
@@ -122,7 +125,8 @@ def _better(score, best):
 def train_model(lesions, settings, runtime, processes, folder, split):
     """Train (or resume) the model of `lesions` in `folder`; returns the model (not wrapped)."""
     label = group_name(lesions)
-    model, optimizer, start, history, mean, std = _start(lesions, settings, runtime, processes.device, folder)
+    model, optimizer, start, history, mean, std = _start(lesions, settings, runtime,
+                                                         processes.device, folder)
     if start >= settings["epochs"]:
         if processes.main:
             print(f"{label}: already trained for {start} epochs (--epochs {settings['epochs']})")
@@ -138,15 +142,15 @@ def train_model(lesions, settings, runtime, processes, folder, split):
         "model_config": model.config, "lesions": lesions, "input_size": settings["size"],
         "mean": mean, "std": std, "preprocessing": PREPROCESSING, "mode": settings["mode"],
         "run": {key: settings[key] for key in sorted(settings)},
-        "scheduler": {"name": "lr_at_epoch", "lr0": settings["lr"], "start": 115, "every": 15, "factor": 0.75,
-                      "schedule_epochs": settings["schedule_epochs"]},
+        "scheduler": {"name": "lr_at_epoch", "lr0": settings["lr"], "start": 115, "every": 15,
+                      "factor": 0.75, "schedule_epochs": settings["schedule_epochs"]},
     }
     previous_seconds = 0.0
     for epoch in range(start, settings["epochs"]):
         if out_of_time(runtime["deadline"], previous_seconds, processes):
             if processes.main:
-                print(f"{label}: stopped before epoch {epoch + 1} of {settings['epochs']}, as it would end past "
-                      f"--max-minutes; continue with --resume")
+                print(f"{label}: stopped before epoch {epoch + 1} of {settings['epochs']}, as it "
+                      "would end past --max-minutes; continue with --resume")
             break
         began = time.perf_counter()
         lr = learning_rate(epoch, settings)
@@ -155,8 +159,8 @@ def train_model(lesions, settings, runtime, processes, folder, split):
         data.full_train.set_epoch(epoch)
         sampler.set_epoch(epoch)
         row = {"epoch": epoch + 1, "lr": lr}
-        row.update(_train_and_validate(net, model, loader, optimizer, data, settings, runtime, processes, epoch,
-                                       label, folder / "last.pt"))
+        row.update(_train_and_validate(net, model, loader, optimizer, data, settings, runtime,
+                                       processes, epoch, label, folder / "last.pt"))
         if not processes.main:
             continue
         row["seconds"] = time.perf_counter() - began
@@ -184,7 +188,8 @@ def _start(lesions, settings, runtime, device, folder):
     model = build_model(settings["model"], len(lesions)).to(device)
     if runtime["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"],
+                                 weight_decay=settings["weight_decay"])
     last_path = folder / "last.pt"
     if not (runtime["resume"] and last_path.is_file()):
         return model, optimizer, 0, [], None, None
@@ -193,7 +198,8 @@ def _start(lesions, settings, runtime, device, folder):
     load_weights(model, payload["state_dict"])
     optimizer.load_state_dict(payload["optimizer"])
     set_rng_state(payload["rng"])
-    return model, optimizer, payload["epoch"] + 1, list(payload["history"]), payload["mean"], payload["std"]
+    start, history = payload["epoch"] + 1, list(payload["history"])
+    return model, optimizer, start, history, payload["mean"], payload["std"]
 
 
 def _parallel(model, data, settings, runtime, processes):
@@ -202,15 +208,17 @@ def _parallel(model, data, settings, runtime, processes):
     device = processes.device
     net = model
     if processes.world > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = DistributedSampler(data.train, processes.world, processes.rank, shuffle=True, seed=settings["seed"])
+        device_ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=device_ids)
+    sampler = DistributedSampler(data.train, processes.world, processes.rank, shuffle=True,
+                                 seed=settings["seed"])
     loader = DataLoader(data.train, batch_size=settings["batch_size"], sampler=sampler,
                         num_workers=runtime["workers"], pin_memory=device.type == "cuda")
     return net, sampler, loader
 
 
-def _train_and_validate(net, model, loader, optimizer, data, settings, runtime, processes, epoch, label,
-                        last_path):
+def _train_and_validate(net, model, loader, optimizer, data, settings, runtime, processes, epoch,
+                        label, last_path):
     """One epoch's metrics.csv columns after `lr`: its losses and (process 0) validation.
     `NonFiniteLoss` with the advice of `divergence_message` when anything became non-finite."""
     lesions = data.lesions
@@ -224,7 +232,8 @@ def _train_and_validate(net, model, loader, optimizer, data, settings, runtime, 
         if processes.main and data.val is not None:
             row.update(validate(model, data, settings, runtime, processes.device, lesions))
     except NonFiniteLoss as error:
-        raise NonFiniteLoss(divergence_message(label, error, last_path, settings, runtime["out"])) from error
+        message = divergence_message(label, error, last_path, settings, runtime["out"])
+        raise NonFiniteLoss(message) from error
     if data.val is None:
         row.update({"val_loss": float("nan"), **{f"val_aupr_{n}": float("nan") for n in lesions},
                     "val_aupr_mean": float("nan")})
@@ -261,13 +270,15 @@ def run(args):
         train_indices, val_indices = split_train_val(len(names), settings)
         out = prepare_run_folder(settings, args, processes, (
             [names[i] for i in train_indices], [names[i] for i in val_indices]))
-        runtime = {"resume": args.resume, "deadline": deadline, "bf16": args.bf16, "channels_last": args.channels_last,
-                   "out": out,
-                   "no_progress": args.no_progress, "cache": args.cache,
-                   "workers": workers if workers is not None else (4 if processes.device.type == "cuda" else 0)}
+        if workers is None:
+            workers = 4 if processes.device.type == "cuda" else 0
+        runtime = {"resume": args.resume, "deadline": deadline, "bf16": args.bf16,
+                   "channels_last": args.channels_last, "out": out,
+                   "no_progress": args.no_progress, "cache": args.cache, "workers": workers}
         if processes.main:
             print(f"training {settings['mode']} ({settings['model']}, {settings['size']} px, "
-                  f"{settings['epochs']} epochs) on {processes.device} × {processes.world} into {out}")
+                  f"{settings['epochs']} epochs) on {processes.device} × {processes.world} "
+                  f"into {out}")
         models = {}
         for lesions in models_for_mode(settings["mode"], settings["lesion"]):
             folder = out / group_name(lesions)
@@ -280,9 +291,11 @@ def run(args):
 
 
 def main(argv=None):
-    """The command line; returns the exit code (0 done, 1 non-finite loss, 2 bad input, 130 Ctrl-C)."""
+    """The command line; returns the exit code (0 done, 1 non-finite loss, 2 bad input,
+    130 Ctrl-C)."""
     args = parse_args(argv)
-    args.command_line = "python -m u2net_mini.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    args.command_line = "python -m u2net_mini.train " + shlex.join(given)
     try:
         run(args)
     except UsageError as error:
@@ -293,7 +306,8 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished epoch is in the last.pt files under {args.out}; "
-              f"continue with: python -m u2net_mini.train --out {args.out} --resume", file=sys.stderr)
+              f"continue with: python -m u2net_mini.train --out {args.out} --resume",
+              file=sys.stderr)
         return 130
     return 0
 

@@ -24,7 +24,8 @@ from .metrics import LesionScores, lesion_mean
 from .model import fused_probabilities
 from .training_run import PREPROCESSING
 
-VAL_BINS = 2**12  # histogram bins of the per-epoch validation AUPR (the final evaluation uses 2**16)
+# Histogram bins of the per-epoch validation AUPR (the final evaluation uses 2**16).
+VAL_BINS = 2**12
 
 
 class NonFiniteLoss(Exception):
@@ -33,7 +34,8 @@ class NonFiniteLoss(Exception):
 def training_stats(root, indices, size, cache_dir):
     """Per-channel mean and std (lists of floats, for run.json) of the training photographs
     `indices`, preprocessed as `PREPROCESSING` says (`dataset.dataset_stats`)."""
-    mean, std = dataset_stats(root, size, cache_dir, PREPROCESSING["clahe"], PREPROCESSING["clahe_channel"],
+    options = PREPROCESSING
+    mean, std = dataset_stats(root, size, cache_dir, options["clahe"], options["clahe_channel"],
                               PREPROCESSING["threshold"], indices=indices)  # (3,), (3,)
     return [float(v) for v in mean], [float(v) for v in std]
 
@@ -41,8 +43,9 @@ class Data:
     """The training set (augmented, a Subset) and the validation photographs of one model."""
 
     def __init__(self, lesions, settings, cache_dir, mean, std, train_indices, val_indices):
-        options = {"lesions": lesions, "size": settings["size"], "mean": mean, "std": std, "cache_dir": cache_dir,
-                   "clahe": PREPROCESSING["clahe"], "clahe_channel": PREPROCESSING["clahe_channel"]}
+        options = {"lesions": lesions, "size": settings["size"], "mean": mean, "std": std,
+                   "cache_dir": cache_dir, "clahe": PREPROCESSING["clahe"],
+                   "clahe_channel": PREPROCESSING["clahe_channel"]}
         root = settings["data"]
         self.lesions = lesions
         self.full_train = LesionDataset(root, "train", augment=settings["augment"] == "paper",
@@ -87,21 +90,26 @@ def train_epoch(net, loader, optimizer, settings, runtime, processes, epoch, lab
     device = processes.device
     totals = torch.zeros(3, dtype=torch.float64)  # loss, fused loss, batches
     bar = tqdm(loader, desc=f"{label} epoch {epoch + 1}/{settings['epochs']}", leave=False,
-               disable=True if runtime["no_progress"] or not processes.main else None,  # None: only on a terminal
+               # None: only on a terminal
+               disable=True if runtime["no_progress"] or not processes.main else None,
                dynamic_ncols=True)
     memory_format = torch.channels_last if runtime["channels_last"] else torch.contiguous_format
     for batch, (x, y) in enumerate(bar):
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)  # (B, 3, s, s)
         y = y.to(device, non_blocking=True)  # (B, C, s, s)
         try:
-            loss, fused_loss = train_step(net, x, y, optimizer, settings, runtime["bf16"], processes.world)
+            loss, fused_loss = train_step(net, x, y, optimizer, settings, runtime["bf16"],
+                                          processes.world)
         except NonFiniteLoss as error:
             raise NonFiniteLoss(f"{error} at epoch {epoch + 1}, batch {batch + 1}") from None
-        totals += torch.tensor([*torch.stack([loss, fused_loss]).tolist(), 1.0], dtype=torch.float64)
-        bar.set_postfix(loss=f"{totals[0].item() / totals[2].item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        losses = torch.stack([loss, fused_loss]).tolist()  # one host sync for both
+        totals += torch.tensor([*losses, 1.0], dtype=torch.float64)
+        bar.set_postfix(loss=f"{totals[0].item() / totals[2].item():.4f}",
+                        lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     if processes.world > 1:
         dist.all_reduce(totals, op=dist.ReduceOp.SUM)
-    return {"train_loss": totals[0].item() / totals[2].item(), "train_fused_loss": totals[1].item() / totals[2].item()}
+    loss, fused_loss, batches = totals.tolist()
+    return {"train_loss": loss / batches, "train_fused_loss": fused_loss / batches}
 
 @torch.no_grad()
 def validate(model, data, settings, runtime, device, lesions):
@@ -111,8 +119,10 @@ def validate(model, data, settings, runtime, device, lesions):
     memory_format = torch.channels_last if runtime["channels_last"] else torch.contiguous_format
 
     def predict(x, y, indices):
-        outputs = forward(model, x.to(device).contiguous(memory_format=memory_format), runtime["bf16"])
-        loss = deep_supervision_loss(outputs, y.to(device), settings["alpha"], settings["gamma"]).item()
+        x = x.to(device).contiguous(memory_format=memory_format)  # (B, 3, s, s)
+        outputs = forward(model, x, runtime["bf16"])  # 7 × (B, C, s, s)
+        loss = deep_supervision_loss(outputs, y.to(device), settings["alpha"], settings["gamma"])
+        loss = loss.item()
         if not math.isfinite(loss) or not all(torch.isfinite(o).all() for o in outputs):
             names = ", ".join(data.val.names[i] for i in indices)
             raise NonFiniteLoss(f"the validation outputs are not finite (loss {loss}) on {names}")
@@ -132,4 +142,5 @@ def validate(model, data, settings, runtime, device, lesions):
 def non_finite_tensors(model):
     """Names of the model's parameters and buffers holding a NaN or an infinity."""
     tensors = list(model.named_parameters()) + list(model.named_buffers())
-    return [name for name, tensor in tensors if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    return [name for name, tensor in tensors
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
