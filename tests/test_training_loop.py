@@ -18,7 +18,8 @@ LOSS_SETTINGS = {"alpha": 0.75, "gamma": 1.0}
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_idrid_layout(tmp_path_factory.mktemp("data") / "idrid", n_train=3, n_test=1, size=SIZE, seed=0)
+    folder = tmp_path_factory.mktemp("data") / "idrid"
+    return write_idrid_layout(folder, n_train=3, n_test=1, size=SIZE, seed=0)
 
 
 def args(data, out, cache, *extra):
@@ -39,7 +40,8 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     x, y = fixed_batch()
     # train_step returns the loss before its update: losses[i] is the loss after i steps
-    history = [train_loop.train_step(model, x, y, optimizer, LOSS_SETTINGS, bf16=False)[0].item() for _ in range(6)]
+    history = [train_loop.train_step(model, x, y, optimizer, LOSS_SETTINGS, bf16=False)[0].item()
+               for _ in range(6)]
     assert all(later < earlier for earlier, later in zip(history, history[1:])), history
     assert history[-1] < 0.8 * history[0], history  # 0.94 -> 0.62 when this was written
 
@@ -70,14 +72,17 @@ def test_the_decayed_rate_reaches_adam_at_epochs_115_and_130(data, tmp_path, mon
 
     def record_rate(net, loader, optimizer, settings, runtime, processes, epoch, label):
         seen[epoch] = optimizer.param_groups[0]["lr"]
-        return {"train_loss": 0.0, "train_fused_loss": 0.0}  # skip the work: only the rate is looked at
+        return {"train_loss": 0.0, "train_fused_loss": 0.0}  # no work: only the rate matters
 
     monkeypatch.setattr(train, "train_epoch", record_rate)
-    for writer in ("save_checkpoint", "write_metrics", "plot_training_curves"):  # 131 epochs of files: seconds
+    # 131 epochs of files would take seconds
+    for writer in ("save_checkpoint", "write_metrics", "plot_training_curves"):
         monkeypatch.setattr(train, writer, lambda *rest: None)
-    assert train.main(args(data, tmp_path / "run", tmp_path / "cache", "--epochs", "131", "--val", "none")) == 0
+    command = args(data, tmp_path / "run", tmp_path / "cache", "--epochs", "131", "--val", "none")
+    assert train.main(command) == 0
     # lr_0 = 1e-3 until epoch 114; x 0.75 at 115 -> 7.5e-4; x 0.75 again at 130 -> 5.625e-4
-    assert [seen[e] for e in (0, 114, 115, 129, 130)] == pytest.approx([1e-3, 1e-3, 7.5e-4, 7.5e-4, 5.625e-4])
+    expected = [1e-3, 1e-3, 7.5e-4, 7.5e-4, 5.625e-4]
+    assert [seen[e] for e in (0, 114, 115, 129, 130)] == pytest.approx(expected)
 
 
 def test_bf16_channels_last_and_no_augmentation_train_on_the_cpu(data, tmp_path, monkeypatch):

@@ -27,7 +27,8 @@ from .rsu import REBNCONV, RSU
 def _conv_field(field, conv):
     lo, hi = field
     n = len(lo)
-    kernel, dilation, padding, stride = conv.kernel_size[0], conv.dilation[0], conv.padding[0], conv.stride[0]
+    kernel, dilation = conv.kernel_size[0], conv.dilation[0]
+    padding, stride = conv.padding[0], conv.stride[0]
     n_out = (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
     positions = np.arange(n_out)  # (n_out,)
     new_lo = np.full(n_out, np.iinfo(np.int64).max)  # (n_out,)
@@ -92,7 +93,8 @@ class StageField(NamedTuple):
 def _check_u2net(model):
     for attribute in ("encoders", "decoders", "sides", "fuse"):
         if not hasattr(model, attribute):
-            raise ValueError(f"model must be a U2Net (with {attribute!r}), got {type(model).__name__}")
+            raise ValueError(f"model must be a U2Net (with {attribute!r}), "
+                             f"got {type(model).__name__}")
 
 
 def input_windows(model, length):
@@ -152,7 +154,8 @@ def receptive_fields(model, length=4096):
     if isinstance(length, bool) or not isinstance(length, int) or length < 64:
         raise ValueError(f"length must be an int >= 64, got {length!r}")
     _check_u2net(model)
-    period = 2 ** len(model.encoders)  # the network repeats itself every 32 input pixels (up to the borders)
+    # the network repeats itself every 32 input pixels (up to the borders)
+    period = 2 ** len(model.encoders)
     n = -(-length // period) * period
     while n <= 2**22:
         fields = input_windows(model, n)
@@ -170,16 +173,20 @@ def receptive_fields(model, length=4096):
 
 
 def block_windows(block, length):
-    """(lo, hi) for one RSU block or REBNCONV on a 1-D input of `length` pixels (see `input_windows`)."""
+    """(lo, hi) for one RSU block or REBNCONV on a 1-D input of `length` pixels (see
+    `input_windows`)."""
     if not isinstance(block, (RSU, REBNCONV)):
         raise ValueError(f"block must be an RSU or a REBNCONV, got {type(block).__name__}")
     identity = (np.arange(length), np.arange(length))
-    return _rsu_field(block, identity) if isinstance(block, RSU) else _conv_field(identity, block.conv)
+    if isinstance(block, RSU):
+        return _rsu_field(block, identity)
+    return _conv_field(identity, block.conv)
 
 
 def block_receptive_field(block, length=1024):
     """Receptive field (pixels along one axis) of one RSU block or REBNCONV alone."""
     window = _largest_window(block_windows(block, length), length, stride=1, margin=64)
     if window is None:
-        raise ValueError(f"receptive field of the block does not fit in {length} pixels; pass a larger length")
+        raise ValueError(f"receptive field of the block does not fit in {length} pixels; "
+                         "pass a larger length")
     return window
