@@ -232,7 +232,8 @@ def synthetic_batch(count, size):
         example = prepare_example(image, masks, size)
         xs.append(to_input(enhance_square(example.image)))  # (3, s, s), scaled to 0..1
         ys.append(example.masks.astype(np.float32))  # (4, s, s)
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))  # (N, 3, s, s), (N, 4, s, s)
+    # (N, 3, s, s), (N, 4, s, s)
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 
 def training_figures(x_all, y_all, settings, device, bf16):

@@ -37,7 +37,8 @@ def overlay(image, masks):
     """`image` (H, W, 3) uint8 with each lesion's pixels painted in its colour: (H, W, 3)."""
     out = image.copy()  # (H, W, 3)
     for name, mask in zip(LESIONS, masks):
-        rgb = np.array([int(LESION_COLOURS[name][i : i + 2], 16) for i in (1, 3, 5)], np.uint8)  # (3,)
+        # (3,)
+        rgb = np.array([int(LESION_COLOURS[name][i : i + 2], 16) for i in (1, 3, 5)], np.uint8)
         out[mask] = rgb
     return out
 

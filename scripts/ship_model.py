@@ -57,7 +57,8 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
     history = payload["history"]
     best = history[payload["epoch"]] if payload["epoch"] < len(history) else history[-1]
     last = checkpoint.with_name("last.pt")
-    whole_run = load_checkpoint(last)["history"] if last.is_file() else history  # every epoch, past the chosen one
+    # every epoch, past the chosen one
+    whole_run = load_checkpoint(last)["history"] if last.is_file() else history
     data = Path(run["data"])
     sums = data / "SHA256SUMS"
     commit, dirty = git_commit()

@@ -43,7 +43,8 @@ def shrink_photograph(image, factor):
     height, width = image.shape[:2]
     if height % factor or width % factor:
         raise ValueError(f"a photograph of {width} x {height} is not divisible by the factor {factor}")
-    return cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)  # (h, w, 3)
+    # (h, w, 3)
+    return cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
 
 
 def encode_jpeg(image):

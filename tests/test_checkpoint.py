@@ -194,7 +194,8 @@ def test_files_that_are_not_our_checkpoints(tmp_path, model):
     with pytest.raises(ValueError, match="not a u2net_mini checkpoint: it is truncated, damaged or not a torch file") \
             as not_torch:
         load_checkpoint(tmp_path / "text.pt")
-    assert "weights_only" not in str(not_torch.value)  # torch's advice to load unsafely is not passed on
+    # torch's advice to load unsafely is not passed on
+    assert "weights_only" not in str(not_torch.value)
     torch.save(model.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="looks like a bare state_dict"):
         load_checkpoint(tmp_path / "bare.pt")

@@ -175,7 +175,8 @@ def test_the_shipped_data_set_as_a_data_set(tmp_path):
     data = LesionDataset(idrid_root(), "test", lesions=("EX", "SE"), size=64, cache_dir=tmp_path,
                          mean=(0.5, 0.3, 0.2), std=(0.2, 0.2, 0.2))
     x, y = data[0]
-    assert len(data) == 27 and data.present.sum(axis=0).tolist() == [27, 14]  # every EX, 14 SE masks
+    # every EX, 14 SE masks
+    assert len(data) == 27 and data.present.sum(axis=0).tolist() == [27, 14]
     assert x.shape == (3, 64, 64) and y.shape == (2, 64, 64) and y[0].sum() > 0
     assert snapshot(idrid_root()) == before
 

@@ -54,7 +54,8 @@ def test_synthetic_demo_writes_and_lists_everything(tmp_path, capsys):
                      "--n-test", "2"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert printed.count("| xs | mt | 0.29 M | 64 px |") == 2  # synthetic test, then the real test split
+    # synthetic test, then the real test split
+    assert printed.count("| xs | mt | 0.29 M | 64 px |") == 2
     listed = listed_paths(printed, out)
     assert len(listed) == 6 and all(path.exists() for path in listed), listed
     assert (out / "run" / "MA-HE-EX-SE" / "best.pt").is_file()

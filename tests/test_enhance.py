@@ -34,7 +34,8 @@ def local_contrast(lightness, region):
 @pytest.mark.parametrize("which", ["idrid_square", "retina_square"])
 def test_clahe_raises_the_local_contrast_of_the_retina(which, request):
     image, disc = request.getfixturevalue(which)
-    inner = cv2.erode(disc.astype(np.uint8), np.ones((21, 21), np.uint8)) > 0  # (H, W) away from the rim
+    # (H, W) away from the rim
+    inner = cv2.erode(disc.astype(np.uint8), np.ones((21, 21), np.uint8)) > 0
     before = local_contrast(cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 0], inner)
     after = local_contrast(cv2.cvtColor(clahe(image), cv2.COLOR_RGB2LAB)[..., 0], inner)
     assert after > 1.5 * before  # docs/preprocessing.md: about 2 times on both photographs

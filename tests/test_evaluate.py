@@ -45,7 +45,8 @@ def make_checkpoint(path, lesions, mode, seed=0):
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     made = {"mt": make_checkpoint(folder / "mt" / "best.pt", ("MA", "HE", "EX", "SE"), "mt")}
-    for seed, lesion in enumerate(("SE", "MA", "EX", "HE")):  # deliberately not in the project order
+    # deliberately not in the project order
+    for seed, lesion in enumerate(("SE", "MA", "EX", "HE")):
         made[lesion] = make_checkpoint(folder / "st" / lesion / "best.pt", (lesion,), "st", seed)
     return made
 
@@ -103,11 +104,14 @@ def test_command_line_prints_and_writes_the_table(checkpoints, data, cache, caps
 
 def test_splits_pool_the_real_photographs(checkpoints, cache):
     [row] = evaluate.evaluate([checkpoints["mt"]], idrid_root(), ["train", "test"], cache_dir=cache)
-    assert row["images"] == {"MA": 81, "HE": 81, "EX": 81, "SE": 81}  # missing masks count as all negative
+    # missing masks count as all negative
+    assert row["images"] == {"MA": 81, "HE": 81, "EX": 81, "SE": 81}
     [skipped] = evaluate.evaluate([checkpoints["mt"]], idrid_root(), ["train", "test"], cache_dir=cache,
                                   missing="skip")
-    assert skipped["images"] == {"MA": 81, "HE": 80, "EX": 81, "SE": 40}  # IDRiD's mask files per lesion
-    assert skipped["aupr"]["MA"] == row["aupr"]["MA"]  # every photograph has an MA mask: nothing to skip
+    # IDRiD's mask files per lesion
+    assert skipped["images"] == {"MA": 81, "HE": 80, "EX": 81, "SE": 40}
+    # every photograph has an MA mask: nothing to skip
+    assert skipped["aupr"]["MA"] == row["aupr"]["MA"]
 
 
 class HalfEverywhere(torch.nn.Module):

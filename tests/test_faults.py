@@ -273,7 +273,8 @@ def test_weights_wrecked_by_the_last_step_are_never_saved_and_the_advice_works(
     command = err[err.index("python -m u2net_mini.train"):].split()
     assert command[3:7] == ["--out", str(out), "--resume", "--lr"] and command[7] == "0.0001"
     monkeypatch.setattr(train, "train_epoch", real_epoch)
-    assert train.main(command[3:] + ["--cache", str(cache), "--no-progress"]) == 0  # the advice, followed
+    # the advice, followed
+    assert train.main(command[3:] + ["--cache", str(cache), "--no-progress"]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["lr"] == 1e-4 and [(c["from"], c["to"]) for c in run["lr_changes"]] == [(1e-3, 1e-4)]
     assert [row["lr"] for row in load_checkpoint(last)["history"]] == [1e-3, 1e-4, 1e-4]
@@ -312,7 +313,8 @@ def test_stale_temporary_files_are_swept_on_resume(trained, tmp_path, capsys):
     stale = [out / GROUP / ".last.pt.a1b2c3.tmp", out / ".run.json.x9y8.tmp"]
     for path in stale:
         path.write_bytes(b"half a write")
-    assert train.main(["--out", str(out), "--resume", "--no-progress"]) == 0  # already trained: nothing to do
+    # already trained: nothing to do
+    assert train.main(["--out", str(out), "--resume", "--no-progress"]) == 0
     assert not any(path.exists() for path in stale)
     assert "removed 2 temporary file(s)" in capsys.readouterr().out
 

@@ -40,7 +40,8 @@ def test_box_of_a_rectangle_is_exact_despite_noise_and_text():
     rng = np.random.default_rng(0)
     image = dark_noise(rng, 60, 80)
     image[10:50, 15:65] = ORANGE  # the "disc": rows 10..49, columns 15..64
-    cv2.putText(image, "L", (68, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (230, 230, 230), 1)  # text in the corner
+    # text in the corner
+    cv2.putText(image, "L", (68, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (230, 230, 230), 1)
     crop, box = crop_to_disc(image)
     assert box == (15, 10, 65, 50)  # half-open: x1 = 64 + 1, y1 = 49 + 1
     assert crop.shape == (40, 50, 3)

@@ -89,7 +89,8 @@ def test_the_shipped_masks_are_encoded_like_idrid():
         assert image.tag_v2[259] == 8  # Deflate
         assert image.getpalette()[:6] == [0, 0, 0, 255, 0, 0]  # index 0 black, 1 red
         assert set(np.unique(np.array(image))) == {0, 1}
-    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) == {0, 76}  # so > 0, not > 127
+    # so > 0, not > 127
+    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) == {0, 76}
 
 
 @pytest.mark.parametrize("deflate", [False, True])
@@ -98,7 +99,8 @@ def test_write_mask_round_trip(tmp_path, shape, deflate):
     mask = np.random.default_rng(0).random(shape) < 0.4  # widths not a multiple of 8, too
     path = tmp_path / "m.tif"
     write_mask(path, mask, deflate=deflate)
-    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) <= {0, 76}  # OpenCV's libtiff reads it
+    # OpenCV's libtiff reads it
+    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) <= {0, 76}
     assert np.array_equal(read_mask(path), mask)
     with Image.open(path) as image:
         assert image.mode == "P" and image.tag_v2[258] == (1,) and image.tag_v2[259] == (8 if deflate else 1)

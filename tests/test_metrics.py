@@ -148,7 +148,8 @@ def test_accumulator_stays_within_1e3_of_exact():
     y, y_hat = lesion_like(rng, (6, 96, 96), rate=0.01)
     # half of the images sharpened towards 0 and 1 like a confident model: many scores
     # crowd into the top and bottom bins, the hard case for a histogram
-    y_hat[:3] = y_hat[:3] ** 4 * (1 - y_hat[:3]) + (1 - (1 - y_hat[:3]) ** 4) * y_hat[:3]  # (3, 96, 96)
+    # (3, 96, 96)
+    y_hat[:3] = y_hat[:3] ** 4 * (1 - y_hat[:3]) + (1 - (1 - y_hat[:3]) ** 4) * y_hat[:3]
     y_hat = y_hat.astype(np.float32)  # (6, 96, 96)
     accumulator = PRAccumulator()
     for image_y, image_y_hat in zip(y, y_hat):
@@ -260,7 +261,8 @@ def test_lesion_without_positives_is_left_out_of_the_mean():
     results = scores.results()
     assert np.isnan(results["aupr"]["MA"]) and results["aupr"]["EX"] == 0.25  # one tie of 4 pixels
     assert results["mean_aupr"] == 0.25  # MA's nan left out: 0.25 / 1
-    assert results["mean_dice"] == 0.5  # MA: no positives, none predicted -> 1; EX: 0 hits -> 0; (1 + 0) / 2
+    # MA: no positives, none predicted -> 1; EX: 0 hits -> 0; (1 + 0) / 2
+    assert results["mean_dice"] == 0.5
     assert np.isnan(lesion_mean([float("nan"), float("nan")])) and lesion_mean([0.25, float("nan"), 0.5]) == 0.375
 
 

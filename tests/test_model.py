@@ -212,4 +212,5 @@ def test_the_prediction_is_the_sigmoid_of_the_fused_output_alone():
     side = torch.full((1, 1, 1, 2), 100.0)  # (1, 1, 1, 2)
     y_hat = fused_probabilities([fused, side])
     assert y_hat.dtype == torch.float32  # whatever autocast gave the logits
-    torch.testing.assert_close(y_hat, torch.tensor([[[[0.5, 0.75]]]]), rtol=0, atol=2e-3)  # ln 3 in bfloat16
+    # ln 3 in bfloat16
+    torch.testing.assert_close(y_hat, torch.tensor([[[[0.5, 0.75]]]]), rtol=0, atol=2e-3)

@@ -230,7 +230,8 @@ def test_conv2d_bad_input():
 
 def test_randomize_batchnorm_moves_every_statistic_reproducibly():
     first = randomize_batchnorm(REBNCONV(2, 6), seed=7)
-    again = randomize_batchnorm(REBNCONV(2, 6), seed=np.random.default_rng(7))  # an int or a Generator
+    # an int or a Generator
+    again = randomize_batchnorm(REBNCONV(2, 6), seed=np.random.default_rng(7))
     assert not first.training
     for name in ("running_mean", "running_var", "weight", "bias"):
         value = getattr(first.bn, name)

@@ -104,7 +104,8 @@ def test_forced_presence_gives_non_empty_or_empty_masks():
 def test_lesions_lie_inside_the_disc():
     for seed, frame in [(0, "square"), (1, "idrid"), (2, "square")]:
         image, masks = S.make_fundus(seed, 192, frame=frame, presence=ALL)
-        disc = cv2.erode(fundus_mask(image).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # (H, W)
+        # (H, W)
+        disc = cv2.erode(fundus_mask(image).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         assert not (masks & ~disc).any()
 
 
@@ -117,7 +118,8 @@ def test_masks_are_disjoint():
 
 
 def test_some_images_lack_some_lesions():
-    present = np.array([S.make_fundus(seed, 64)[1].any(axis=(1, 2)) for seed in range(40)])  # (40, 4)
+    # (40, 4)
+    present = np.array([S.make_fundus(seed, 64)[1].any(axis=(1, 2)) for seed in range(40)])
     rates = present.mean(axis=0)  # (4,)
     assert 0.3 <= rates[SE] <= 0.7  # SE in about half (IDRiD: 40 of 81)
     assert (rates[[MA, HE, EX]] >= 0.85).all()  # the others in nearly all
@@ -180,7 +182,8 @@ def test_nothing_is_painted_away_from_the_masks():
     # mask pixel, so no paint may appear farther than the blur from any mask.
     for seed in range(4):
         flat, painted, masks = flat_painting(seed, size=96, visible_at=None)
-        near = cv2.dilate(masks.any(axis=0).astype(np.uint8), np.ones((11, 11), np.uint8)) > 0  # (H, W)
+        # (H, W)
+        near = cv2.dilate(masks.any(axis=0).astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
         np.testing.assert_array_equal(painted[~near], flat[~near])
 
 

@@ -97,7 +97,8 @@ def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one
     def interrupt_in_epoch_2_batch_2(outputs, y, *rest):
         if torch.is_grad_enabled():  # a training step (validation runs without grad)
             training_steps.append(1)
-            if len(training_steps) == 4:  # epoch 1 had steps 1, 2; batch 1 of epoch 2 has updated the weights
+            # epoch 1 had steps 1, 2; batch 1 of epoch 2 has updated the weights
+            if len(training_steps) == 4:
                 raise KeyboardInterrupt
         return real_loss(outputs, y, *rest)
 
@@ -146,7 +147,8 @@ def test_metrics_csv_curves_and_best_checkpoint(two_epochs):
         assert 0 < float(row["train_fused_loss"]) < float(row["train_loss"])
         defined = [float(row[f"val_aupr_{k}"]) for k in ("MA", "HE", "EX", "SE") if row[f"val_aupr_{k}"] != "nan"]
         assert float(row["val_aupr_mean"]) == pytest.approx(sum(defined) / len(defined))
-    best_epoch = max(range(2), key=lambda i: float(rows[i]["val_aupr_mean"]))  # first of equals wins
+    # first of equals wins
+    best_epoch = max(range(2), key=lambda i: float(rows[i]["val_aupr_mean"]))
     assert state(two_epochs / GROUP / "best.pt")["epoch"] == best_epoch
     assert (two_epochs / GROUP / "curves.png").read_bytes().startswith(PNG_SIGNATURE)
 
@@ -240,7 +242,8 @@ def test_split_train_val_is_seeded_and_disjoint():
     assert sorted(train_part + val_part) == list(range(54))
     assert train.split_train_val(54, settings) == (train_part, val_part)
     assert train.split_train_val(54, {**settings, "seed": 1})[1] != val_part
-    assert train.split_train_val(3, {**settings, "val_fraction": 0.01})[1].__len__() == 1  # at least one
+    # at least one
+    assert train.split_train_val(3, {**settings, "val_fraction": 0.01})[1].__len__() == 1
     assert train.split_train_val(5, {**settings, "val": "test"}) == ([0, 1, 2, 3, 4], [])
     with pytest.raises(train.UsageError, match="needs at least 2 training photographs, found 1"):
         train.split_train_val(1, settings)
@@ -261,7 +264,8 @@ def test_out_of_time_looks_one_epoch_ahead():
 
     now = train.time.monotonic()
     assert not train.out_of_time(None, 1e9, OneProcess)
-    assert not train.out_of_time(now + 100, 10, OneProcess)  # an epoch of 10 s ends before the deadline
+    # an epoch of 10 s ends before the deadline
+    assert not train.out_of_time(now + 100, 10, OneProcess)
     assert train.out_of_time(now + 5, 10, OneProcess)  # it would end 5 s past it
 
 
@@ -277,4 +281,5 @@ def test_validation_on_the_test_split_or_none(data, cache, tmp_path):
     assert train.main(args(data, cache, tmp_path / "test", "--val", "test", "--epochs", "1")) == 0
     with open(tmp_path / "test" / GROUP / "metrics.csv") as file:
         [row] = list(csv.DictReader(file))
-    assert 0 < float(row["val_aupr_EX"]) <= 1  # scored on the two test photographs, which show hard exudates
+    # scored on the two test photographs, which show hard exudates
+    assert 0 < float(row["val_aupr_EX"]) <= 1

@@ -181,7 +181,8 @@ def _load_failure(error):
         return ("it holds Python objects other than tensors, numbers, strings, lists and dicts; "
                 "this project never writes such files and does not load them, because loading "
                 "one can run code from the file")
-    if isinstance(error, pickle.UnpicklingError):  # torch's own text would advise weights_only=False
+    # torch's own text would advise weights_only=False
+    if isinstance(error, pickle.UnpicklingError):
         return "it is truncated, damaged or not a torch file (its pickled data cannot be read)"
     if isinstance(error, (OSError, EOFError, RuntimeError)):
         return f"it is truncated, damaged or not a torch file ({type(error).__name__}: {str(error).splitlines()[0]})"

@@ -99,9 +99,11 @@ class Predictor:
         maps, geometry = {}, None
         for model, payload in self.parts:
             x, geometry = preprocess(image, **preprocessing_arguments(payload))
-            y_hat = probabilities(model, torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()  # (c, s, s)
+            # (c, s, s)
+            y_hat = probabilities(model, torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()
             maps.update(zip(payload["lesions"], y_hat))
-        return np.stack([maps[name] for name in self.lesions]).astype(np.float32), geometry  # (C, s, s)
+        # (C, s, s)
+        return np.stack([maps[name] for name in self.lesions]).astype(np.float32), geometry
 
 
 def output_files(image_path, out, original_grid):
@@ -175,7 +177,8 @@ def build_parser():
 def main(argv=None):
     """The command line; returns the exit code (0 all done, 1 some photographs skipped, 2 bad arguments)."""
     parser = build_parser()
-    args = parser.parse_intermixed_args(argv)  # photographs may come before, between and after the options
+    # photographs may come before, between and after the options
+    args = parser.parse_intermixed_args(argv)
     # `--checkpoint A photo.jpg` gives the photograph to --checkpoint: hand such values back
     for option in ("checkpoint", "onnx"):
         values = getattr(args, option) or []

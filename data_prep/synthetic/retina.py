@@ -114,10 +114,12 @@ def background(rng, geo):
     weights = rng.dirichlet([1.0, 1.0, 0.4])  # (3,) a mix of the calibrated colours, mostly IDRiD's
     base = (weights @ BASE_COLOURS * rng.uniform(0.92, 1.08, 3)).astype(np.float32)  # (3,)
     r = np.hypot(xs - geo.cx, ys - geo.cy) / geo.radius  # (H, W) 0 at the centre, 1 at the edge
-    vignette = 1 - rng.uniform(0.6, 1.3) * VIGNETTE * np.minimum(r / 0.9, 1.1)[..., None] ** 3  # (H, W, 3)
+    # (H, W, 3)
+    vignette = 1 - rng.uniform(0.6, 1.3) * VIGNETTE * np.minimum(r / 0.9, 1.1)[..., None] ** 3
     # Uneven illumination: a slow field, +-7 % (std), slightly different per channel.
     light = 1 + 0.07 * smooth_field(rng, geo.height, geo.width, cells=3)[..., None]  # (H, W, 1)
-    tint = 1 + 0.03 * np.stack([smooth_field(rng, geo.height, geo.width, 2) for _ in range(3)], -1)  # (H, W, 3)
+    # (H, W, 3)
+    tint = 1 + 0.03 * np.stack([smooth_field(rng, geo.height, geo.width, 2) for _ in range(3)], -1)
     # Choroidal texture: blobs of about 1 % of R, 1-2 % of the intensity.
     texture = 1 + rng.uniform(0.006, 0.016) * bandpass_noise(rng, geo.height, geo.width, 0.01 * geo.radius)  # (H, W)
     d_macula = np.hypot(xs - geo.fovea_x, ys - geo.fovea_y) / geo.radius  # (H, W)
@@ -132,7 +134,8 @@ def optic_disc(rng, geo, image, xs, ys):
     """Brighten and yellow the optic disc (slightly tall ellipse) with a paler cup: (H, W, 3)."""
     dx, dy = (xs - geo.od_x) / geo.od_radius, (ys - geo.od_y) / (geo.od_radius * rng.uniform(1.03, 1.15))
     d = np.hypot(dx, dy)  # (H, W) 1 on the rim of the optic disc
-    rim = 1 / (1 + np.exp(np.minimum((d - 1) / 0.08, 50)))  # (H, W) soft edge over ~10 % of its radius
+    # (H, W) soft edge over ~10 % of its radius
+    rim = 1 / (1 + np.exp(np.minimum((d - 1) / 0.08, 50)))
     halo = 0.2 * np.exp(-0.5 * (np.maximum(d - 1, 0) / 0.5) ** 2)  # (H, W) peripapillary glow
     cup_x = 0.25 * geo.side * rng.uniform(-1, 1)  # the cup sits off-centre
     d_cup = np.hypot(dx - cup_x, dy) / rng.uniform(0.35, 0.55)  # (H, W)

@@ -75,7 +75,8 @@ def grow_tree(rng, geo, trunk_width):
                 queue.append((x, y, child_heading, rng.normal(0, 1.0) / radius, child_width, depth + 1))
                 width *= 0.92
         if len(points) > 1:
-            vessels.append((np.array(points, np.float32), np.array(widths, np.float32)))  # (N, 2), (N,)
+            # (N, 2), (N,)
+            vessels.append((np.array(points, np.float32), np.array(widths, np.float32)))
     return vessels
 
 
