@@ -169,9 +169,11 @@ class LesionDataset(torch.utils.data.Dataset):
         self.channels = lesion_indices(self.lesions)  # validates the lesion names
         check_size(size)
         if clahe_channel not in CLAHE_CHANNELS:
-            raise ValueError(f"clahe_channel must be one of {CLAHE_CHANNELS}, got {clahe_channel!r}")
+            raise ValueError(f"clahe_channel must be one of {CLAHE_CHANNELS}, got "
+                             f"{clahe_channel!r}")
         if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither (then the training split's are computed)")
+            raise ValueError("give both mean and std, or neither (then the training split's are "
+                             "computed)")
         self.reader = IDRiD(root, split)
         self.size, self.augment, self.clahe, self.clahe_channel = size, bool(augment), bool(clahe), clahe_channel
         self.seed, self.epoch = int(seed), 0
@@ -183,7 +185,8 @@ class LesionDataset(torch.utils.data.Dataset):
         self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)  # (3,)
         self.std = np.asarray(std, dtype=np.float32).reshape(-1)  # (3,)
         if self.mean.shape != (3,) or self.std.shape != (3,) or not np.all(self.std > 0):
-            raise ValueError(f"mean and std must be 3 values each, std positive; got {mean!r} and {std!r}")
+            raise ValueError(f"mean and std must be 3 values each, std positive; got {mean!r} and "
+                             f"{std!r}")
         present = [self.reader.mask_present(i)[self.channels] for i in range(len(self.reader))]
         self.present = np.stack(present)  # (N, C) which lesion masks exist per photograph
 
@@ -224,5 +227,11 @@ class LesionDataset(torch.utils.data.Dataset):
         return (
             f"LesionDataset({str(self.reader.root)!r}, split={self.reader.split!r}, "
             f"lesions={self.lesions}, size={self.size}, augment={self.augment}, patch={self.patch}) "
+            ""
+            ""
+            ""
+            ""
+            ""
+            ""
             f"with {len(self)} photographs"
         )

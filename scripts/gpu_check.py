@@ -101,7 +101,8 @@ def run_cuda_tests(paths):
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired:
-        return {"command": " ".join(command[1:]), "returncode": None, "summary": "timed out after 240 s",
+        return {"command": " ".join(command[1:]), "returncode": None, "summary": "timed out after "
+                                                                                 "240 s",
                 "seconds": round(time.perf_counter() - start, 1)}
     lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
     return {"command": " ".join(command[1:]), "returncode": done.returncode,
@@ -281,7 +282,8 @@ def gpu_check(dry_run=False, budget=420.0, run_tests=True, log=print):
     settings = DRY if dry_run else FULL
     device = torch.device(settings["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("no CUDA device: run on a GPU machine, or pass --dry-run for the CPU version")
+        raise ValueError("no CUDA device: run on a GPU machine, or pass --dry-run for the CPU "
+                         "version")
     clock = Clock(budget)
     result = {"dry_run": dry_run, "size": settings["size"], "out_ch": OUT_CH,
               "environment": environment(device), "budget_s": budget}
@@ -297,7 +299,8 @@ def gpu_check(dry_run=False, budget=420.0, run_tests=True, log=print):
         log(f"inference {name} at {settings['size']}×{settings['size']} ...")
         result["inference"][name] = inference_figures(name, settings, device, clock)
     result["training"] = {}
-    log(f"training data: {settings['train_images']} synthetic photographs at {settings['size']} ...")
+    log(f"training data: {settings['train_images']} synthetic photographs at {settings['size']} "
+        "...")
     x_all, y_all = synthetic_batch(settings["train_images"], settings["size"])
     for label, bf16 in (("fp32", False), ("bf16_autocast", True)):
         if clock.over():
@@ -324,7 +327,8 @@ def summary(result):
                 cells.append(f"{variant} {row['images_per_s']} img/s (batch {row['batch']})")
         lines.append(f"{name}: " + ", ".join(cells))
     for label, row in result["training"].items():
-        lines.append(f"train XS {label}: " + (f"{row['images_per_s']} img/s, peak {row['peak_memory_mib']} MiB, "
+        lines.append(f"train XS {label}: " + (f"{row['images_per_s']} img/s, peak "
+                                              f"{row['peak_memory_mib']} MiB, "
                                                f"loss {row['loss_first']} -> {row['loss_last']}"
                                                if row["status"] == "ok" else row["reason"]))
     return "\n".join(lines)
@@ -334,7 +338,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="GPU figures for docs/performance.md")
     parser.add_argument("--json", default="gpu_check.json", help="where to write the result")
     parser.add_argument("--dry-run", action="store_true", help="a tiny version on the CPU")
-    parser.add_argument("--budget", type=float, default=420.0, help="seconds before later steps are skipped")
+    parser.add_argument("--budget", type=float, default=420.0, help="seconds before later steps are "
+                                                                    ""
+                                                                    ""
+                                                                    ""
+                                                                    ""
+                                                                    ""
+                                                                    "skipped")
     parser.add_argument("--skip-tests", action="store_true", help="do not run pytest -m cuda")
     args = parser.parse_args(argv)
     try:

@@ -104,7 +104,8 @@ def lesion_close_ups(path):
         axes[1, column].imshow(overlay(image, one)[window], interpolation="nearest")
         for ax in axes[:, column]:
             ax.axis("off")
-    figure.suptitle(f"make_fundus({SEED}, 512): 80 × 80 px close-ups, photograph and mask", fontsize=10)
+    figure.suptitle(f"make_fundus({SEED}, 512): 80 × 80 px close-ups, photograph and "
+                    "mask", fontsize=10)
     figure.tight_layout()
     save_png(figure, path)
 

@@ -42,7 +42,8 @@ def shrink_photograph(image, factor):
     """(H, W, 3) uint8 RGB -> (H / factor, W / factor, 3) by area averaging."""
     height, width = image.shape[:2]
     if height % factor or width % factor:
-        raise ValueError(f"a photograph of {width} x {height} is not divisible by the factor {factor}")
+        raise ValueError(f"a photograph of {width} x {height} is not divisible by the factor "
+                         f"{factor}")
     # (h, w, 3)
     return cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
 
@@ -77,10 +78,17 @@ def vendor(source, out, factor):
                 counts["masks"] += 1
                 kept.append(f"{lesion} {int(mask.sum())}->{int(small_mask.sum())}")
             print(f"{name}: {image.shape[1]}x{image.shape[0]} -> {small.shape[1]}x{small.shape[0]}; "
+                  ""
+                  ""
+                  ""
+                  ""
+                  ""
+                  ""
                   f"lesion pixels {', '.join(kept)}", flush=True)
     for licence in LICENCE_FILES:
         if not (source / licence).is_file():
-            raise FileNotFoundError(f"{source} has no {licence}; the copy may not ship without its licence")
+            raise FileNotFoundError(f"{source} has no {licence}; the copy may not ship without its "
+                                    "licence")
         shutil.copyfile(source / licence, out / licence)
     write_checksums(out)
     return counts
@@ -98,9 +106,16 @@ def write_checksums(out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="folder holding IDRiD's 'A. Segmentation' and its licence files")
+    parser.add_argument("source", type=Path, help="folder holding IDRiD's 'A. Segmentation' and its "
+                                                  ""
+                                                  ""
+                                                  ""
+                                                  ""
+                                                  ""
+                                                  "licence files")
     parser.add_argument("--out", type=Path, default=Path("data_prep/shipped/idrid"))
-    parser.add_argument("--factor", type=int, default=4, help="shrink each side by this factor (default 4)")
+    parser.add_argument("--factor", type=int, default=4, help="shrink each side by this factor "
+                                                              "(default 4)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     try:
@@ -108,7 +123,13 @@ def main(argv=None):
     except ValueError as error:
         sys.exit(str(error))
     if args.out.exists() and not args.force:
-        sys.exit(f"{args.out} exists; pass --force to replace it (it is replaced only once the copy is complete)")
+        sys.exit(f"{args.out} exists; pass --force to replace it (it is replaced only once the copy "
+                 ""
+                 ""
+                 ""
+                 ""
+                 ""
+                 "is complete)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=f".{args.out.name}.") as scratch:
         fresh = Path(scratch) / "idrid"

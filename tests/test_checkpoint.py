@@ -118,7 +118,8 @@ def test_failed_write_leaves_the_old_checkpoint_intact(tmp_path, model, monkeypa
 def test_unpicklable_payload_is_refused_before_writing(tmp_path, model):
     path = save_checkpoint(tmp_path / "last.pt", make_payload(model))
     old_bytes = path.read_bytes()
-    with pytest.raises(ValueError, match=r"payload\['history'\]\[0\]\['f'\] is a builtins.function"):
+    with pytest.raises(ValueError, match=r"payload\['history'\]\[0\]\['f'\] is a "
+                                         r"builtins.function"):
         save_checkpoint(path, make_payload(model, history=[{"f": lambda: 0}]))
     with pytest.raises(ValueError, match=r"payload\['rng'\] is a numpy.ndarray.*tolist"):
         save_checkpoint(path, make_payload(model, rng=np.zeros(3)))
@@ -191,7 +192,8 @@ def test_files_that_are_not_our_checkpoints(tmp_path, model):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a u2net_mini checkpoint: it is truncated, damaged or not a torch file") \
+    with pytest.raises(ValueError, match="not a u2net_mini checkpoint: it is truncated, damaged or "
+                                         "not a torch file") \
             as not_torch:
         load_checkpoint(tmp_path / "text.pt")
     # torch's advice to load unsafely is not passed on
@@ -208,14 +210,17 @@ def test_files_that_are_not_our_checkpoints(tmp_path, model):
 def test_wrong_format_version_and_expectations(tmp_path, model):
     payload = make_payload(model, format="u2net_mini checkpoint", format_version=FORMAT_VERSION + 1)
     torch.save(payload, tmp_path / "future.pt")
-    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}"):
+    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}.*reads version "
+                                         f"{FORMAT_VERSION}"):
         load_checkpoint(tmp_path / "future.pt")
     path = save_checkpoint(tmp_path / "c.pt", make_payload(model))
-    with pytest.raises(ValueError, match=r"holds lesions = \('EX', 'SE'\), expected \('MA', 'HE'\)"):
+    with pytest.raises(ValueError, match=r"holds lesions = \('EX', 'SE'\), expected \('MA', "
+                                         r"'HE'\)"):
         load_checkpoint(path, expect={"lesions": ("MA", "HE")})
     with pytest.raises(ValueError, match=r"has no 'epoch'"):
         load_checkpoint(path, expect={"epoch": 3})
-    with pytest.raises(ValueError, match=r"cannot resume training: it lacks \['epoch', 'optimizer'"):
+    with pytest.raises(ValueError, match=r"cannot resume training: it lacks \['epoch', "
+                                         r"'optimizer'"):
         load_checkpoint(path, resume=True)
 
 

@@ -71,7 +71,8 @@ def test_clahe_keeps_a_flat_image_flat():
     [
         ({"clip_limit": 0}, "clip_limit must be a positive number, got 0"),
         ({"clip_limit": float("nan")}, "clip_limit must be a positive number"),
-        ({"tile_grid": (8,)}, r"tile_grid must be two positive integers \(rows, cols\), got \(8,\)"),
+        ({"tile_grid": (8,)}, r"tile_grid must be two positive integers \(rows, cols\), got "
+                              r"\(8,\)"),
         ({"tile_grid": (0, 8)}, "tile_grid must be two positive integers"),
         ({"channel": "red"}, r"channel must be one of \('lab', 'green'\), got 'red'"),
     ],
@@ -121,9 +122,12 @@ def test_channel_stats_equals_numpy_on_pooled_pixels():
     "images, masks, match",
     [
         ([], None, "needs at least one image, got none"),
-        ([np.zeros((2, 2, 3), np.uint8)], [], "masks must be one per image: got 0 masks for 1 images"),
-        ([np.zeros((2, 2, 3), np.uint8)], [np.ones((2, 3), bool)], r"masks\[0\] must be a bool array of shape \(2, 2\)"),
-        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 2), bool)], "found no pixel inside the masks"),
+        ([np.zeros((2, 2, 3), np.uint8)], [], "masks must be one per image: got 0 masks for 1 "
+                                              "images"),
+        ([np.zeros((2, 2, 3), np.uint8)], [np.ones((2, 3), bool)], r"masks\[0\] must be a bool "
+                                                                   r"array of shape \(2, 2\)"),
+        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 2), bool)], "found no pixel inside the "
+                                                                    "masks"),
         ([np.zeros((2, 2, 3), np.float64)], None, r"images\[0\] must be uint8"),
     ],
 )
@@ -153,7 +157,8 @@ def test_normalized_data_has_zero_mean_and_unit_std(retina_square):
     "mean, std, match",
     [
         ((0.5, 0.5), (1, 1, 1), "mean and std must have 3 values each, got 2 and 3"),
-        ((0.5, 0.5, 0.5), (1, 0, 1), r"std must be positive in every channel, got \[1.0, 0.0, 1.0\]"),
+        ((0.5, 0.5, 0.5), (1, 0, 1), r"std must be positive in every channel, got \[1.0, 0.0, "
+                                     r"1.0\]"),
     ],
 )
 def test_normalize_refuses_bad_stats(mean, std, match):

@@ -135,18 +135,21 @@ def test_a_constant_map_scores_the_share_of_lesion_pixels_in_each_frame(cache):
     box_pixels = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
     assert scores["square"].aupr()["EX"] == pytest.approx(square_positives / (len(test) * SIZE * SIZE), rel=1e-9)
     assert scores["photo"].aupr()["EX"] == pytest.approx(photo_positives / box_pixels, rel=1e-9)
-    with pytest.raises(ValueError, match=r"frames must be some of \('square', 'photo'\), got \('disc',\)"):
+    with pytest.raises(ValueError, match=r"frames must be some of \('square', 'photo'\), got "
+                                         r"\('disc',\)"):
         evaluate.score_frames(HalfEverywhere(), payload, idrid_root(), ["test"], frames=("disc",), cache_dir=cache)
 
 
 def test_bad_input_exits_2(checkpoints, data, cache, tmp_path, capsys):
     cases = [
         (["--checkpoint", str(tmp_path / "none.pt"), "--data", str(data)], "no checkpoint at"),
-        (["--checkpoint", str(checkpoints["mt"]), "--data", str(tmp_path)], "does not have the IDRiD layout"),
+        (["--checkpoint", str(checkpoints["mt"]), "--data", str(tmp_path)], "does not have the "
+                                                                            "IDRiD layout"),
         (["--checkpoint", str(checkpoints["mt"]), "--data", str(data), "--batch-size", "0"], "at least 1"),
     ]
     torch.save(build_model("xs", 1).state_dict(), tmp_path / "bare.pt")
-    cases.append((["--checkpoint", str(tmp_path / "bare.pt"), "--data", str(data)], "looks like a bare state_dict"))
+    cases.append((["--checkpoint", str(tmp_path / "bare.pt"), "--data", str(data)], "looks like a "
+                                                                                    "bare state_dict"))
     for argv, message in cases:
         assert evaluate.main(argv + ["--cache", str(cache), "--out", str(tmp_path / "out")]) == 2
         assert message in capsys.readouterr().err

@@ -134,9 +134,11 @@ def test_threshold_moves_the_box_little_in_the_plateau(idrid_photograph):
     "image, match",
     [
         (np.zeros((50, 50, 3), np.uint8), "no retinal disc found: no pixel is brighter"),
-        (np.full((50, 50, 3), 128, np.uint8), "no retinal disc found: the image has no dark surround"),
+        (np.full((50, 50, 3), 128, np.uint8), "no retinal disc found: the image has no dark "
+                                              "surround"),
         # 6 x 6 bright pixels (24 after the median filter rounds the corners) of 100 x 100
-        (np.pad(np.full((6, 6, 3), 200, np.uint8), ((40, 54), (40, 54), (0, 0))), "no retinal disc found: the largest"),
+        (np.pad(np.full((6, 6, 3), 200, np.uint8), ((40, 54), (40, 54), (0, 0))), "no retinal disc "
+                                                                                  "found: the largest"),
         (np.zeros((50, 50), np.uint8), r"\(H, W, 3\) RGB array, got shape \(50, 50\)"),
         (np.zeros((50, 50, 3), np.float32), "must be uint8"),
     ],
@@ -238,5 +240,6 @@ def test_to_original_round_trip_of_a_ramp(retina):
 
 def test_to_original_refuses_maps_of_another_size():
     geometry = Geometry(10, 10, 0, 0, 10, 10, 8)
-    with pytest.raises(ValueError, match=r"maps must have shape \(C, 8, 8\) or \(8, 8\).*got \(2, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"maps must have shape \(C, 8, 8\) or \(8, 8\).*got \(2, "
+                                         r"4, 4\)"):
         to_original(np.zeros((2, 4, 4)), geometry)

@@ -154,7 +154,13 @@ def test_preserve_keeps_every_real_exudate(sample_item):
 @pytest.mark.parametrize(
     "mask, shape, rule, match",
     [
-        (np.zeros((4, 4), np.uint8), (2, 2), "preserve", r"mask must be an \(H, W\) bool array, got uint8"),
+        (np.zeros((4, 4), np.uint8), (2, 2), "preserve", r"mask must be an \(H, W\) bool array, got "
+                                                         r""
+                                                         r""
+                                                         r""
+                                                         r""
+                                                         r""
+                                                         r"uint8"),
         (np.zeros((2, 4, 4), bool), (2, 2), "preserve", r"got bool \(2, 4, 4\)"),
         (np.zeros((4, 4), bool), (2, 2), "area", "rule must be one of"),
         (np.zeros((4, 4), bool), (0, 2), "any", "shape must be two positive integers"),
@@ -194,7 +200,8 @@ def test_prepare_example_without_masks(sample_item):
 @pytest.mark.parametrize(
     "masks, kwargs, match",
     [
-        (np.zeros((4, 10, 10), bool), {}, r"masks must be a \(C, 712, 1072\) bool array like the image, got bool \(4, 10, 10\)"),
+        (np.zeros((4, 10, 10), bool), {}, r"masks must be a \(C, 712, 1072\) bool array like the "
+                                          r"image, got bool \(4, 10, 10\)"),
         (np.zeros((4, 712, 1072), np.uint8), {}, "got uint8"),
         (None, {"mask_rule": "biggest"}, "mask_rule must be one of"),
         (None, {"size": 0}, "size must be a positive int, got"),

@@ -101,7 +101,8 @@ def test_blend_rejects_bad_input(y_hat, lesions, message):
 
 
 def test_display_pair_keeps_the_disc_and_the_maps_aligned():
-    image = read_image(idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_55.jpg")
+    image = read_image(idrid_root() / "A. Segmentation" / "1. Original "
+                                                          "Images" / "b. Testing Set" / "IDRiD_55.jpg")
     _, geometry = preprocess(image, SIZE)
     y_hat = np.zeros((1, SIZE, SIZE), dtype=np.float32)  # (1, s, s)
     y_hat[0, :, : SIZE // 2] = 1  # the left half
@@ -197,7 +198,8 @@ def test_checkpoints_combine_into_one_set_of_maps(checkpoints, photos):
 
 def test_bad_arguments_exit_2(checkpoints, photos, tmp_path, capsys):
     cases = [
-        ([str(photos / "fundus.jpg"), "--checkpoint", str(tmp_path / "no.pt")], "no checkpoint or ONNX file at"),
+        ([str(photos / "fundus.jpg"), "--checkpoint", str(tmp_path / "no.pt")], "no checkpoint or "
+                                                                                "ONNX file at"),
         ([str(tmp_path / "empty"), "--checkpoint", str(checkpoints["EX"])], "no image files found"),
         ([str(photos / "fundus.jpg"), str(photos / "sub" / "fundus.png"), "--checkpoint", str(checkpoints["EX"])],
          "the same name would write the same files: ['fundus']"),

@@ -203,7 +203,8 @@ def test_folded_state_dict_runs_in_numpy(xs_model):
         (np.zeros((3, 64, 64)), r"x must be 4-D \(B, 3, H, W\), got shape \(3, 64, 64\)"),
         (np.zeros((1, 4, 64, 64)), r"x must have 3 channels \(dim 1\), got shape \(1, 4, 64, 64\)"),
         (np.zeros((1, 3, 64, 20)), "x must have H and W >= 32, got 64×20"),
-        (np.zeros((1, 3, 32, 32), dtype=np.uint8), "x must be a floating-point array, got dtype uint8"),
+        (np.zeros((1, 3, 32, 32), dtype=np.uint8), "x must be a floating-point array, got dtype "
+                                                   "uint8"),
     ],
 )
 def test_forward_numpy_bad_input(x, message):
@@ -213,7 +214,8 @@ def test_forward_numpy_bad_input(x, message):
 
 def test_forward_numpy_bad_state_and_config():
     x = np.zeros((1, 3, 32, 32))
-    with pytest.raises(ValueError, match="state dict must contain 'encoders.0.conv_in.conv.weight'"):
+    with pytest.raises(ValueError, match="state dict must contain "
+                                         "'encoders.0.conv_in.conv.weight'"):
         forward_numpy({}, {"name": "xs", "out_ch": 1, "in_ch": 3}, x)
     with pytest.raises(ValueError, match="config must be a dict like model.config, got list"):
         forward_numpy({}, [], x)

@@ -68,7 +68,8 @@ def test_lesion_maps_gives_the_four_maps_on_the_photographs_own_grid():
     np.testing.assert_array_equal(maps, to_original(y_hat, geometry))
     # an array works as a path does
     np.testing.assert_array_equal(lesion_maps(read_image(path)), maps)
-    with pytest.raises(ValueError, match=r"photo must be a path or an \(H, W, 3\) uint8 RGB array, got float64"):
+    with pytest.raises(ValueError, match=r"photo must be a path or an \(H, W, 3\) uint8 RGB array, "
+                                         r"got float64"):
         lesion_maps(np.zeros((8, 8, 3)))
 
 

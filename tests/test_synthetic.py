@@ -247,7 +247,8 @@ def test_layout_names_and_numbering(written):
     test = sorted(p.name for p in (seg / "1. Original Images" / "b. Testing Set").iterdir())
     assert train == ["IDRiD_01.jpg", "IDRiD_02.jpg", "IDRiD_03.jpg", "IDRiD_04.jpg"]
     assert test == ["IDRiD_05.jpg", "IDRiD_06.jpg"]  # numbered after the training set
-    folders = sorted(p.name for p in (seg / "2. All Segmentation Groundtruths" / "a. Training Set").iterdir())
+    folders = sorted(p.name for p in (seg / "2. All Segmentation Groundtruths" / "a. Training "
+                                                                                 "Set").iterdir())
     assert folders == ["1. Microaneurysms", "2. Haemorrhages", "3. Hard Exudates", "4. Soft Exudates"]
     readme = (written / "README.txt").read_text()
     assert "SYNTHETIC" in readme and "seed=5" in readme and "visible_at=160" in readme
@@ -310,7 +311,8 @@ def test_writes_into_an_existing_empty_folder(tmp_path):
     root = tmp_path / "empty"
     root.mkdir()
     S.write_idrid_layout(root, n_train=1, n_test=1, size=64)
-    assert (root / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_02.jpg").is_file()
+    assert (root / "A. Segmentation" / "1. Original "
+                                       "Images" / "b. Testing Set" / "IDRiD_02.jpg").is_file()
 
 
 def test_an_interrupted_run_leaves_nothing(tmp_path, monkeypatch):

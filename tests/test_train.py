@@ -169,7 +169,8 @@ def test_checkpoint_holds_what_inference_needs(data, cache, two_epochs):
     np.testing.assert_allclose(payload["std"], std, rtol=1e-12)
     model = load_weights(model_from_config(payload["model_config"]), payload["state_dict"])
     assert model.config["out_ch"] == 4
-    with pytest.raises(ValueError, match=r"holds lesions = \('MA', 'HE', 'EX', 'SE'\), expected \('EX',\)"):
+    with pytest.raises(ValueError, match=r"holds lesions = \('MA', 'HE', 'EX', 'SE'\), expected "
+                                         r"\('EX',\)"):
         load_checkpoint(two_epochs / GROUP / "best.pt", expect={"lesions": ("EX",)})
 
 

@@ -77,7 +77,8 @@ def _check_loadable(value, where="payload"):
 def _check_payload(payload, source):
     """ValueError unless `payload` holds the inference keys with sensible values."""
     if not isinstance(payload, Mapping):
-        raise ValueError(f"{source}: a checkpoint payload must be a dict, got {type(payload).__name__}")
+        raise ValueError(f"{source}: a checkpoint payload must be a dict, got "
+                         f"{type(payload).__name__}")
     missing = [key for key in INFERENCE_KEYS if key not in payload]
     if missing:
         raise ValueError(f"{source}: the checkpoint lacks {missing} (needed for inference)")
@@ -92,7 +93,8 @@ def _check_payload(payload, source):
     lesion_indices(lesions)  # ValueError for unknown or repeated names
     if "out_ch" in config and config["out_ch"] != len(lesions):
         raise ValueError(
-            f"{source}: model_config out_ch = {config['out_ch']} but {len(lesions)} lesions {lesions}"
+            f"{source}: model_config out_ch = {config['out_ch']} but {len(lesions)} lesions "
+            f"{lesions}"
         )
     size = payload["input_size"]
     if type(size) is not int or size <= 0:
@@ -102,11 +104,13 @@ def _check_payload(payload, source):
         values = payload[key]
         if (not isinstance(values, (list, tuple)) or len(values) != n_channels
                 or not all(type(v) in (float, int) and np.isfinite(v) for v in values)):
-            raise ValueError(f"{source}: {key} must be a list of {n_channels} finite floats, got {values!r}")
+            raise ValueError(f"{source}: {key} must be a list of {n_channels} finite floats, got "
+                             f"{values!r}")
     if any(v <= 0 for v in payload["std"]):
         raise ValueError(f"{source}: std must be positive, got {payload['std']!r}")
     if not isinstance(payload["preprocessing"], Mapping):
-        raise ValueError(f"{source}: preprocessing must be a dict, got {payload['preprocessing']!r}")
+        raise ValueError(f"{source}: preprocessing must be a dict, got "
+                         f"{payload['preprocessing']!r}")
 
 
 def save_checkpoint(path, payload):
@@ -142,7 +146,8 @@ def load_checkpoint(path, expect=None, resume=False, map_location="cpu"):
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path} is not a u2net_mini checkpoint: {_load_failure(error)}") from error
+        raise ValueError(f"{path} is not a u2net_mini checkpoint: "
+                         f"{_load_failure(error)}") from error
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, Mapping) and payload and all(
@@ -208,7 +213,8 @@ def load_weights(model, state_dict):
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
                              ("shape mismatches", mismatched)):
             if items:
-                shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} more)" if len(items) > 8 else "")
+                shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} "
+                                                "more)" if len(items) > 8 else "")
                 lines.append(f"  {len(items)} {title}: {shown}")
         for prefix, wrapper in (("module.", "DistributedDataParallel"), ("_orig_mod.", "torch.compile")):
             if unexpected and all(key.startswith(prefix) for key in unexpected):
@@ -218,7 +224,8 @@ def load_weights(model, state_dict):
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"the checkpoint's state_dict does not load into the model: {error}") from error
+        raise ValueError("the checkpoint's state_dict does not load into the model: "
+                         f"{error}") from error
     return model
 
 
@@ -256,7 +263,8 @@ def _generator_state(generator):
         return generator.bit_generator.state  # nested dict of str and (128-bit) int
     if isinstance(generator, torch.Generator):
         return generator.get_state()  # uint8 tensor
-    raise ValueError(f"generators must be numpy.random.Generator or torch.Generator, got {type(generator).__name__}")
+    raise ValueError("generators must be numpy.random.Generator or torch.Generator, got "
+                     f"{type(generator).__name__}")
 
 
 def rng_state(generators=()):
@@ -279,7 +287,8 @@ def set_rng_state(state, generators=()):
     """Restore what `rng_state(generators)` returned (the same generators, in order)."""
     if len(state["generators"]) != len(generators):
         raise ValueError(
-            f"the state holds {len(state['generators'])} generators, got {len(generators)} to restore"
+            f"the state holds {len(state['generators'])} generators, got {len(generators)} to "
+            "restore"
         )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

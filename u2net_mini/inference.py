@@ -223,14 +223,16 @@ class OnnxSession:
         elif isinstance(model, bytes):
             source = model
         else:
-            raise ValueError(f"model must be a path to a .onnx file or its bytes, got {type(model).__name__}")
+            raise ValueError("model must be a path to a .onnx file or its bytes, got "
+                             f"{type(model).__name__}")
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or 0  # 0: one thread per physical core
         try:
             self.session = onnxruntime.InferenceSession(source, options, providers=list(providers))
         except Exception as error:
-            raise ValueError(f"ONNX Runtime cannot load {model if isinstance(model, (str, Path)) else 'the model'}: "
+            raise ValueError("ONNX Runtime cannot load "
+                             f"{model if isinstance(model, (str, Path)) else 'the model'}: "
                              f"{type(error).__name__}: {str(error).strip()[:300]}") from error
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name

@@ -83,7 +83,8 @@ class Predictor:
         self.parts = [loader(path, self.device) for path in checkpoints]
         sizes = {payload["input_size"] for _, payload in self.parts}
         if len(sizes) > 1:
-            raise ValueError(f"the checkpoints must share one input size to combine, got sizes {sorted(sizes)}")
+            raise ValueError("the checkpoints must share one input size to combine, got sizes "
+                             f"{sorted(sizes)}")
         self.size = sizes.pop()
         names = [name for _, payload in self.parts for name in payload["lesions"]]
         repeated = sorted({name for name in names if names.count(name) > 1})
@@ -124,7 +125,8 @@ def predict_image(predictor, image_path, files, threshold=THRESHOLD):
     """Read, predict and write one photograph's files; ValueError / FileNotFoundError if it cannot."""
     image = read_image(image_path)  # (H, W, 3)
     if is_greyscale(image):
-        print(f"warning: {image_path} is a greyscale photograph; the models were trained on colour fundus "
+        print(f"warning: {image_path} is a greyscale photograph; the models were trained on colour "
+              "fundus "
               "photographs, so its maps are unreliable", file=sys.stderr)
     y_hat, geometry = predictor(image)  # (C, s, s)
     save_npy(files["maps"], y_hat)
@@ -150,14 +152,22 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.predict",
                                      description="Lesion maps and overlays for fundus photographs "
                                      "(by default with the shipped U²-XS-Net).",
-                                     epilog="exit codes: 0 every photograph done, 1 some skipped, 2 bad arguments")
-    parser.add_argument("images", nargs="*", help="photographs (JPEG, PNG, TIFF) or folders of them")
+                                     epilog="exit codes: 0 every photograph done, 1 some skipped, 2 "
+                                            ""
+                                            ""
+                                            ""
+                                            ""
+                                            ""
+                                            "bad arguments")
+    parser.add_argument("images", nargs="*", help="photographs (JPEG, PNG, TIFF) or folders of "
+                                                  "them")
     models = parser.add_mutually_exclusive_group()
     models.add_argument("--checkpoint", action="extend", nargs="+",
                         help="best.pt of an mt run, or the st/dt models of one run together "
                         "(default: the shipped models, see --shipped)")
     models.add_argument("--onnx", action="extend", nargs="+",
-                        help="ONNX files written by python -m u2net_mini.export (run with ONNX Runtime on the CPU)")
+                        help="ONNX files written by python -m u2net_mini.export (run with ONNX "
+                             "Runtime on the CPU)")
     models.add_argument("--shipped", choices=tuple(SHIPPED),
                         help="the U²-XS-Net models shipped in the package: mt (the default when no "
                         "--checkpoint or --onnx is given) or the dt pair")
@@ -166,11 +176,13 @@ def build_parser():
                         help="also write the maps on each photograph's own grid")
     parser.add_argument("--threshold", type=float, default=THRESHOLD,
                         help=f"probability from which the overlay paints (default {THRESHOLD})")
-    parser.add_argument("--overwrite", action="store_true", help="replace files an earlier prediction wrote")
+    parser.add_argument("--overwrite", action="store_true", help="replace files an earlier "
+                                                                 "prediction wrote")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="default: CUDA when present, else the CPU")
     parser.add_argument("--bf16", action="store_true",
-                        help="run checkpoints in bfloat16 where the device does it natively, else float32")
+                        help="run checkpoints in bfloat16 where the device does it natively, else "
+                             "float32")
     return parser
 
 
@@ -200,14 +212,16 @@ def main(argv=None):
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; give a folder for the overlays and maps")
         if clashes:
-            raise ValueError(f"photographs with the same name would write the same files: {clashes}")
+            raise ValueError("photographs with the same name would write the same files: "
+                             f"{clashes}")
         if existing and not args.overwrite:
             raise ValueError(f"{len(existing)} output files exist already, e.g. {existing[0]}; "
                              "use --overwrite to replace them or choose another --out")
         if not 0 < args.threshold <= 1:
             raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
         if args.bf16 and args.onnx:
-            raise ValueError("--bf16 applies to --checkpoint; an ONNX file runs as exported (see export --fp16)")
+            raise ValueError("--bf16 applies to --checkpoint; an ONNX file runs as exported (see "
+                             "export --fp16)")
         loader = functools.partial(load_for_prediction, bf16="auto" if args.bf16 else False)
         models = args.checkpoint or args.onnx or shipped_checkpoints(args.shipped or "mt")
         predictor = Predictor(models, "cpu" if args.onnx else device, loader=loader)

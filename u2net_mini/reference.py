@@ -48,7 +48,8 @@ def conv2d(x, weight, bias=None, padding=0, dilation=1):
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"x and weight must be 4-D, got shapes {x.shape} and {weight.shape}")
     if x.shape[1] != weight.shape[1]:
-        raise ValueError(f"weight must have {x.shape[1]} input channels like x, got shape {weight.shape}")
+        raise ValueError(f"weight must have {x.shape[1]} input channels like x, got shape "
+                         f"{weight.shape}")
     batch, channels, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = weight.shape
     # (B, C, H + 2p, W + 2p)
@@ -56,7 +57,8 @@ def conv2d(x, weight, bias=None, padding=0, dilation=1):
     out_h = height + 2 * padding - dilation * (kernel_h - 1)
     out_w = width + 2 * padding - dilation * (kernel_w - 1)
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"kernel {kernel_h}×{kernel_w} with dilation {dilation} does not fit a padded {padded.shape[2:]} input")
+        raise ValueError(f"kernel {kernel_h}×{kernel_w} with dilation {dilation} does not fit a "
+                         f"padded {padded.shape[2:]} input")
     # (B, O, H' W')
     y = np.zeros((batch, out_channels, out_h * out_w), dtype=np.result_type(x, weight))
     for i in range(kernel_h):

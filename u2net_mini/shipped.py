@@ -43,7 +43,8 @@ def shipped_checkpoints(mode=DEFAULT_MODE):
     paths = [WEIGHTS_DIR / f"{name}.pt" for name in SHIPPED[mode]]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"the shipped {mode} weights are missing from this installation: {missing}")
+        raise FileNotFoundError(f"the shipped {mode} weights are missing from this installation: "
+                                f"{missing}")
     return paths
 
 
@@ -51,7 +52,8 @@ def provenance(name):
     """The provenance record (a dict) of the shipped model `name`, e.g. "xs_mt"."""
     path = WEIGHTS_DIR / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no provenance file {path}; shipped models are {sorted(sum(SHIPPED.values(), ()))}")
+        raise FileNotFoundError(f"no provenance file {path}; shipped models are "
+                                f"{sorted(sum(SHIPPED.values(), ()))}")
     return json.loads(path.read_text())
 
 
@@ -68,7 +70,8 @@ def lesion_maps(photo, mode=DEFAULT_MODE, device="cpu"):
 
     image = read_image(photo) if isinstance(photo, (str, Path)) else np.asarray(photo)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"photo must be a path or an (H, W, 3) uint8 RGB array, got {image.dtype} {image.shape}")
+        raise ValueError(f"photo must be a path or an (H, W, 3) uint8 RGB array, got {image.dtype} "
+                         f"{image.shape}")
     y_hat, geometry = _predictor(mode, str(device))(image)  # (C, s, s)
     return to_original(y_hat, geometry)  # (C, H, W)
 

@@ -58,50 +58,89 @@ def group_name(lesions):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m u2net_mini.train",
-        description="Train U²-Net models on IDRiD-layout data with the paper's protocol (docs/training.md).",
-        epilog="exit codes: 0 done (also when --max-minutes stopped it), 1 the loss, the weights or the validation "
-               "outputs became non-finite (the last good last.pt stays), 2 bad flags, data, checkpoint or run "
-               "folder (nothing written), 130 interrupted (Ctrl-C; --resume continues). docs/errors.md lists "
+        description="Train U²-Net models on IDRiD-layout data with the paper's protocol "
+                    "(docs/training.md).",
+        epilog="exit codes: 0 done (also when --max-minutes stopped it), 1 the loss, the weights or "
+               ""
+               ""
+               ""
+               ""
+               ""
+               "the validation "
+               "outputs became non-finite (the last good last.pt stays), 2 bad flags, data, "
+               "checkpoint or run "
+               "folder (nothing written), 130 interrupted (Ctrl-C; --resume continues). "
+               "docs/errors.md lists "
                "every message.",
     )
     add = parser.add_argument
     add("--data", help="the data folder in IDRiD's layout (the one holding 'A. Segmentation'), e.g. "
+                       ""
+                       ""
+                       ""
+                       ""
+                       ""
+                       ""
         "data_prep/shipped/idrid; required, except with --resume (then the run's own)")
-    add("--out", required=True, help="the run folder, e.g. runs/mt; must be new or empty unless --resume")
-    add("--mode", choices=tuple(TASK_GROUPS), help="st: one model per lesion, dt: red MA+HE and white EX+SE, "
+    add("--out", required=True, help="the run folder, e.g. runs/mt; must be new or empty unless "
+                                     "--resume")
+    add("--mode", choices=tuple(TASK_GROUPS), help="st: one model per lesion, dt: red MA+HE and "
+                                                   "white EX+SE, "
         "mt: one model for all four (default mt)")
     add("--lesion", choices=LESIONS, help="single-task mode only: train this lesion's model alone")
-    add("--model", choices=MODEL_NAMES, help="xs (U²-XS-Net, 0.29 M), small (U²-Net†) or full (U²-Net); default xs")
-    add("--size", type=int, help=f"side of the square input in pixels, at least {MIN_TRAIN_SIZE} (default 512)")
+    add("--model", choices=MODEL_NAMES, help="xs (U²-XS-Net, 0.29 M), small (U²-Net†) or full "
+                                             "(U²-Net); default xs")
+    add("--size", type=int, help=f"side of the square input in pixels, at least {MIN_TRAIN_SIZE} "
+                                 "(default 512)")
     add("--epochs", type=int, help=f"train up to this many epochs (default {DEFAULT_EPOCHS}); "
         "with --resume it may be raised to train on")
-    add("--batch-size", type=int, help="photographs per batch and process (default 4; the paper gives none)")
-    add("--seed", type=int, help="seeds the weights, the validation hold-out, shuffling and augmentation (default 0)")
-    add("--lr", type=float, help="Adam's initial learning rate (default 1e-3); may change on --resume "
+    add("--batch-size", type=int, help="photographs per batch and process (default 4; the paper "
+                                       "gives none)")
+    add("--seed", type=int, help="seeds the weights, the validation hold-out, shuffling and "
+                                 "augmentation (default 0)")
+    add("--lr", type=float, help="Adam's initial learning rate (default 1e-3); may change on "
+                                 "--resume "
         "(recorded in run.json)")
     add("--weight-decay", type=float, help="Adam's weight decay (default 1e-4)")
     add("--alpha", type=float, help="weight of focal BCE against Dice in the loss (default 0.75)")
     add("--gamma", type=float, help="focal exponent (default 1)")
-    add("--augment", choices=("paper", "none"), help="paper: random rotation, shift, scale, flips (default)")
-    add("--patch", type=int, help="train on a random PATCH × PATCH window of each augmented --size square, "
-        "over a lesion pixel 80 %% of the time (the CPU protocol; default: the whole square, as the paper); "
+    add("--augment", choices=("paper", "none"), help="paper: random rotation, shift, scale, flips "
+                                                     "(default)")
+    add("--patch", type=int, help="train on a random PATCH × PATCH window of each augmented --size "
+                                  "square, "
+        "over a lesion pixel 80 %% of the time (the CPU protocol; default: the whole square, as the "
+        ""
+        ""
+        ""
+        ""
+        ""
+        "paper); "
         "validation and evaluation always see the whole square")
-    add("--schedule-epochs", type=int, help="stretch the paper's 400-epoch learning-rate schedule (× 0.75 every "
+    add("--schedule-epochs", type=int, help="stretch the paper's 400-epoch learning-rate schedule "
+                                            "(× 0.75 every "
         "15 epochs from 115) to this many epochs, for shorter runs (default 400, the paper's)")
-    add("--val", choices=("holdout", "test", "none"), help="what scores each epoch for best.pt (default holdout)")
+    add("--val", choices=("holdout", "test", "none"), help="what scores each epoch for best.pt "
+                                                           "(default holdout)")
     add("--val-fraction", type=float,
         help="share of the training photographs held out with --val holdout (default 0.1)")
     add("--resume", action="store_true", help="continue the run in --out from its last.pt files")
     add("--overwrite", action="store_true",
         help="delete the earlier run in --out (a folder with run.json) and start anew")
-    add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when present, else the CPU")
-    add("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (meant for GPUs)")
-    add("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on GPUs)")
-    add("--workers", type=int, default=None, help="DataLoader worker processes (default: 0 on the CPU, 4 on CUDA)")
-    add("--max-minutes", type=float, help="stop before an epoch that would end past this many minutes "
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when "
+                                                                          "present, else the CPU")
+    add("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (meant for "
+                                            "GPUs)")
+    add("--channels-last", action="store_true", help="channels_last memory format (faster "
+                                                     "convolutions on GPUs)")
+    add("--workers", type=int, default=None, help="DataLoader worker processes (default: 0 on the "
+                                                  "CPU, 4 on CUDA)")
+    add("--max-minutes", type=float, help="stop before an epoch that would end past this many "
+                                          "minutes "
         "(of the whole run); --resume continues")
-    add("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, one per core)")
-    add("--cache", help="folder for the resized photographs (default $U2NET_MINI_CACHE or ~/.cache/u2net_mini)")
+    add("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, "
+                                                  "one per core)")
+    add("--cache", help="folder for the resized photographs (default $U2NET_MINI_CACHE or "
+                        "~/.cache/u2net_mini)")
     add("--no-progress", action="store_true", help="no progress bar, only one line per epoch "
         "(the bar shows only on a terminal anyway)")
     return parser
@@ -114,7 +153,8 @@ def _check_settings(settings):
     if settings["size"] < MIN_TRAIN_SIZE:
         raise ValueError(f"--size must be at least {MIN_TRAIN_SIZE} pixels, got {settings['size']}")
     if settings["patch"] is not None and not MIN_TRAIN_SIZE <= settings["patch"] <= settings["size"]:
-        raise ValueError(f"--patch must be between {MIN_TRAIN_SIZE} and --size {settings['size']}, got {settings['patch']}")
+        raise ValueError(f"--patch must be between {MIN_TRAIN_SIZE} and --size {settings['size']}, "
+                         f"got {settings['patch']}")
     for key in ("batch_size", "epochs", "schedule_epochs"):
         check_positive_flag(f"--{key.replace('_', '-')}", settings[key])
     if not 0 < settings["val_fraction"] < 1:
@@ -123,7 +163,8 @@ def _check_settings(settings):
         raise ValueError(f"--lr must be > 0 and --weight-decay >= 0, "
                          f"got {settings['lr']} and {settings['weight_decay']}")
     if not 0 <= settings["alpha"] <= 1 or settings["gamma"] < 0:
-        raise ValueError(f"--alpha must be in [0, 1] and --gamma >= 0, got {settings['alpha']} and {settings['gamma']}")
+        raise ValueError(f"--alpha must be in [0, 1] and --gamma >= 0, got {settings['alpha']} and "
+                         f"{settings['gamma']}")
 
 def resolve_settings(args):
     """The run's settings: the flags over the defaults, or run.json's on --resume.
@@ -145,12 +186,14 @@ def resolve_settings(args):
             raise UsageError(f"--resume: {run_file} is not readable JSON ({error})") from error
         for key in ("data", "epochs"):
             if key not in saved:
-                raise UsageError(f"--resume: {run_file} lacks {key!r}; it was not written by this training script")
+                raise UsageError(f"--resume: {run_file} lacks {key!r}; it was not written by this "
+                                 "training script")
         saved = {**DEFAULTS, **saved}
         changed = [f"--{key.replace('_', '-')} {value} (the run has {saved[key]})"
                    for key, value in given.items() if saved[key] != value and key not in CHANGEABLE_ON_RESUME]
         if changed:
-            raise UsageError("a resumed run keeps its settings (only --epochs, --data and --lr may change); "
+            raise UsageError("a resumed run keeps its settings (only --epochs, --data and --lr may "
+                             "change); "
                              "these differ: " + ", ".join(changed))
         settings = {key: saved[key] for key in DEFAULTS}
         settings["lr_changes"] = list(saved.get("lr_changes", []))
@@ -190,7 +233,8 @@ def check_data(settings, cache_dir):
             try:
                 cache[i]
             except (FileNotFoundError, ValueError) as error:
-                raise UsageError(f"--data {settings['data']}: photograph {name} of the {reader.split} split "
+                raise UsageError(f"--data {settings['data']}: photograph {name} of the "
+                                 f"{reader.split} split "
                                  f"cannot be used: {error}") from error
     return readers[0].names
 
@@ -205,7 +249,8 @@ def check_resume_checkpoints(settings, out):
         except (ValueError, FileNotFoundError) as error:
             best = last.with_name("best.pt")
             advice = (f"{best} may be intact: copy it to {last} to resume from its epoch"
-                      if best.is_file() else f"delete {last} to train {group_name(lesions)} from the start")
+                      if best.is_file() else f"delete {last} to train {group_name(lesions)} from "
+                                             "the start")
             raise UsageError(f"--resume: {error}. Nothing was changed; {advice}") from error
 
 def split_train_val(n_images, settings):
@@ -229,10 +274,13 @@ def prepare_run_folder(settings, args, processes, train_names):
             raise UsageError(f"--out {out} is a file, not a folder")
         if any(out.iterdir()):
             if not args.overwrite:
-                raise UsageError(f"--out {out} exists and is not empty: continue that run with --resume, "
-                                 "replace it with --overwrite, or choose a new --out (nothing is overwritten)")
+                raise UsageError(f"--out {out} exists and is not empty: continue that run with "
+                                 "--resume, "
+                                 "replace it with --overwrite, or choose a new --out (nothing is "
+                                 "overwritten)")
             if not (out / "run.json").is_file():
-                raise UsageError(f"--overwrite deletes only a training run folder (one with run.json); "
+                raise UsageError("--overwrite deletes only a training run folder (one with "
+                                 "run.json); "
                                  f"{out} is not one, so it is left alone")
     processes.barrier()
     if processes.main:
@@ -241,7 +289,8 @@ def prepare_run_folder(settings, args, processes, train_names):
         out.mkdir(parents=True, exist_ok=True)
         swept = sweep_temporaries(out)
         if swept:
-            print(f"removed {len(swept)} temporary file(s) that interrupted writes had left in {out}")
+            print(f"removed {len(swept)} temporary file(s) that interrupted writes had left in "
+                  f"{out}")
         if args.resume:  # what may change on --resume: the epochs, where the data lives, the lr
             record = json.loads((out / "run.json").read_text())
             update = {key: settings[key] for key in ("epochs", "data", "lr", "lr_changes")}
