@@ -264,4 +264,5 @@ def test_preprocessing_arguments_are_the_checkpoints_and_defaults_for_older_ones
         "clahe": False, "clahe_channel": "green", "threshold": 12}
     older = {**payload, "preprocessing": {}}  # written before these options were recorded
     arguments = checkpoint.preprocessing_arguments(older)
-    assert (arguments["clahe"], arguments["clahe_channel"]) == (True, "lab") and "threshold" not in arguments
+    assert (arguments["clahe"], arguments["clahe_channel"]) == (True, "lab")
+    assert "threshold" not in arguments

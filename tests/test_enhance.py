@@ -110,7 +110,8 @@ def test_channel_stats_counts_only_pixels_inside_the_masks():
 
 def test_channel_stats_equals_numpy_on_pooled_pixels():
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in [(5, 7), (3, 3), (8, 2)]]
+    sizes = [(5, 7), (3, 3), (8, 2)]
+    images = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in sizes]
     masks = [rng.random(image.shape[:2]) < 0.6 for image in images]
     pooled = np.concatenate([image[mask] for image, mask in zip(images, masks)]) / 255  # (n, 3)
     mean, std = channel_stats(images, masks)

@@ -19,8 +19,8 @@ def load_script():
 
 
 gpu_check = load_script()
-VARIANTS = ("fp32_eager", "fp32_channels_last", "bf16_channels_last", "fp32_cuda_graph", "bf16_cuda_graph",
-            "bf16_large_batch")
+VARIANTS = ("fp32_eager", "fp32_channels_last", "bf16_channels_last", "fp32_cuda_graph",
+            "bf16_cuda_graph", "bf16_large_batch")
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,8 @@ def test_output_losses_are_each_outputs_lesion_loss_and_sum_to_the_total():
     assert per_output.shape == (3,)
     for m, z in enumerate(outputs):
         torch.testing.assert_close(per_output[m], L.lesion_loss(z, y), rtol=0, atol=1e-15)
-    torch.testing.assert_close(per_output.sum(), L.deep_supervision_loss(outputs, y), rtol=0, atol=0)
+    total = L.deep_supervision_loss(outputs, y)
+    torch.testing.assert_close(per_output.sum(), total, rtol=0, atol=0)
 
 
 def test_the_target_is_checked_once_for_all_outputs(monkeypatch):

@@ -75,7 +75,8 @@ def test_aupr_is_pooled_over_images_not_averaged():
     rng = np.random.default_rng(1)
     y, y_hat = lesion_like(rng, (2, 16, 16), rate=0.2, decimals=2)
     pooled = average_precision_score(y.ravel(), y_hat.ravel())
-    per_image_mean = np.mean([average_precision_score(y[i].ravel(), y_hat[i].ravel()) for i in range(2)])
+    per_image = [average_precision_score(y[i].ravel(), y_hat[i].ravel()) for i in range(2)]
+    per_image_mean = np.mean(per_image)
     assert aupr(y, y_hat) == pytest.approx(pooled, abs=1e-12)
     assert abs(pooled - per_image_mean) > 1e-3  # so the test tells the two apart
 
@@ -263,7 +264,8 @@ def test_lesion_without_positives_is_left_out_of_the_mean():
     assert results["mean_aupr"] == 0.25  # MA's nan left out: 0.25 / 1
     # MA: no positives, none predicted -> 1; EX: 0 hits -> 0; (1 + 0) / 2
     assert results["mean_dice"] == 0.5
-    assert np.isnan(lesion_mean([float("nan"), float("nan")])) and lesion_mean([0.25, float("nan"), 0.5]) == 0.375
+    assert np.isnan(lesion_mean([float("nan"), float("nan")]))
+    assert lesion_mean([0.25, float("nan"), 0.5]) == 0.375  # (0.25 + 0.5) / 2
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,8 @@ def test_model_from_config_rebuilds_the_constructors_architecture(config, built)
     original = built()
     rebuilt = model_from_config(config)
     assert rebuilt.config == original.config
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in original.state_dict().items()}
+    shapes = {k: v.shape for k, v in original.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
     assert model_from_config(rebuilt.config).config == rebuilt.config  # a config round-trips
 
 

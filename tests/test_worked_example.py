@@ -16,6 +16,7 @@ def test_walkthrough_prints_the_hand_computed_loss():
 
 
 def test_walkthrough_follows_its_arguments():
-    # alpha = 1 leaves only the focal BCE: L = 1/2 (0.5063316 * 0.5253199 + 0.0831012 * 0.4746801) = 0.1527163
+    # alpha = 1 leaves only the focal BCE:
+    # L = 1/2 (0.5063316 * 0.5253199 + 0.0831012 * 0.4746801) = 0.1527163
     text = "\n".join(worked_example.explain(alpha=1.0))
     assert text.splitlines()[-3].endswith("= 0.1527163")

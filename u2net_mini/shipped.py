@@ -2,7 +2,7 @@
 # The shipped models: U²-XS-Net trained on real IDRiD, ready to use
 
     from u2net_mini import lesion_maps
-    y_hat = lesion_maps("photo.jpg")      # (4, H, W) float32: MA, HE, EX, SE on the photograph's own pixels
+    y_hat = lesion_maps("photo.jpg")  # (4, H, W) float32: MA, HE, EX, SE, photograph's pixels
 
 The package carries the weights of U²-XS-Net trained by this project on the 54 real
 training photographs of IDRiD (`data_prep/shipped/idrid`), as inference-only checkpoints
