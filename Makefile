@@ -37,10 +37,12 @@ lessons: $(LESSON_NOTEBOOKS)
 student: $(STAMP)
 	$(PY) -m lessons.make_student student --keep
 
-# Every lesson runs once, in the book's build, which fails when a lesson's body, a solution
-# or its check raises, or a check passes on the blank student version; the tests then read
-# the built book in a browser. One torch thread per process: two already fill 2 cores.
+# The linter first (seconds; rules in pyproject.toml). Then every lesson runs once, in the
+# book's build, which fails when a lesson's body, a solution or its check raises, or a check
+# passes on the blank student version; the tests then read the built book in a browser.
+# One torch thread per process: two already fill 2 cores.
 test: $(STAMP)
+	$(VENV)/bin/ruff check u2net_mini data_prep scripts tests
 	OMP_NUM_THREADS=1 $(PY) -m lessons.book build/book; book=$$?; \
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests && exit $$book
 

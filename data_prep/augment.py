@@ -41,11 +41,13 @@ def affine_matrix(size, angle=0.0, scale=1.0, shift=(0.0, 0.0), hflip=False, vfl
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale!r}")
     theta = np.deg2rad(angle)
-    rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])  # (2, 2) $R(\theta)$
+    # (2, 2) $R(\theta)$
+    rotation = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
     flips = np.diag([-1.0 if hflip else 1.0, -1.0 if vflip else 1.0])  # (2, 2) $F$
     centre = np.full(2, (size - 1) / 2)  # (2,) $c$
     linear = scale * rotation @ flips  # (2, 2) $A = k R(\theta) F$
-    offset = centre + np.asarray(shift, dtype=np.float64) - linear @ centre  # (2,) $b = c + t - A c$
+    # (2,) $b = c + t - A c$
+    offset = centre + np.asarray(shift, dtype=np.float64) - linear @ centre
     return np.hstack([linear, offset[:, None]])  # (2, 3)
 
 
@@ -89,7 +91,8 @@ def apply_affine(image, masks, matrix):
         )
     warped_masks = np.zeros_like(masks)  # (C, H, W)
     for channel, mask in enumerate(masks):
-        moved = cv2.warpAffine(mask.astype(np.uint8), matrix, flags=cv2.INTER_NEAREST, **warp)  # (H, W)
+        # (H, W)
+        moved = cv2.warpAffine(mask.astype(np.uint8), matrix, flags=cv2.INTER_NEAREST, **warp)
         warped_masks[channel] = moved > 0
     return warped, warped_masks
 

@@ -51,13 +51,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from u2net_mini.atomic import atomic_write
-from u2net_mini.lesions import LESIONS, lesion_indices
-
+from .atomic import atomic_write
 from .augment import augment as augment_example
 from .enhance import CLAHE_CHANNELS, channel_stats
 from .fundus import DISC_THRESHOLD, Geometry, check_size
 from .idrid import IDRiD
+from .lesions import LESIONS, lesion_indices
 from .patches import LESION_BIAS, patch_origin
 from .pipeline import MASK_RULE, Example, enhance_square, prepare_example, to_input
 
@@ -126,15 +125,17 @@ class SquareCache:
         return example
 
 
-def dataset_stats(root, size=512, cache_dir=None, clahe=True, clahe_channel="lab", threshold=DISC_THRESHOLD):
-    """Per-channel (mean, std), two (3,) arrays in units of 0..1, of the *training* split.
+def dataset_stats(root, size=512, cache_dir=None, clahe=True, clahe_channel="lab", threshold=DISC_THRESHOLD,
+                  indices=None):
+    """Per-channel (mean, std), two (3,) arrays in units of 0..1, of the *training* split
+    (of its photographs `indices` only, when given: training leaves the held-out ones out).
 
     Measured on the cached squares after CLAHE (what `to_input` normalizes), over the
     pixels inside the retinal disc, all photographs pooled (`enhance.channel_stats`).
     """
     cache = SquareCache(IDRiD(root, "train"), size, threshold, cache_dir)
     squares, discs = [], []
-    for i in range(len(cache.reader)):
+    for i in range(len(cache.reader)) if indices is None else indices:
         example = cache[i]
         squares.append(enhance_square(example.image, clahe, clahe_channel))  # (s, s, 3)
         discs.append(example.disc)  # (s, s)
@@ -168,9 +169,11 @@ class LesionDataset(torch.utils.data.Dataset):
         self.channels = lesion_indices(self.lesions)  # validates the lesion names
         check_size(size)
         if clahe_channel not in CLAHE_CHANNELS:
-            raise ValueError(f"clahe_channel must be one of {CLAHE_CHANNELS}, got {clahe_channel!r}")
+            raise ValueError(f"clahe_channel must be one of {CLAHE_CHANNELS}, got "
+                             f"{clahe_channel!r}")
         if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither (then the training split's are computed)")
+            raise ValueError("give both mean and std, or neither (then the training split's are "
+                             "computed)")
         self.reader = IDRiD(root, split)
         self.size, self.augment, self.clahe, self.clahe_channel = size, bool(augment), bool(clahe), clahe_channel
         self.seed, self.epoch = int(seed), 0
@@ -182,7 +185,8 @@ class LesionDataset(torch.utils.data.Dataset):
         self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)  # (3,)
         self.std = np.asarray(std, dtype=np.float32).reshape(-1)  # (3,)
         if self.mean.shape != (3,) or self.std.shape != (3,) or not np.all(self.std > 0):
-            raise ValueError(f"mean and std must be 3 values each, std positive; got {mean!r} and {std!r}")
+            raise ValueError(f"mean and std must be 3 values each, std positive; got {mean!r} and "
+                             f"{std!r}")
         present = [self.reader.mask_present(i)[self.channels] for i in range(len(self.reader))]
         self.present = np.stack(present)  # (N, C) which lesion masks exist per photograph
 
@@ -223,5 +227,11 @@ class LesionDataset(torch.utils.data.Dataset):
         return (
             f"LesionDataset({str(self.reader.root)!r}, split={self.reader.split!r}, "
             f"lesions={self.lesions}, size={self.size}, augment={self.augment}, patch={self.patch}) "
+            ""
+            ""
+            ""
+            ""
+            ""
+            ""
             f"with {len(self)} photographs"
         )

@@ -42,7 +42,8 @@ def clahe(image, clip_limit=2.0, tile_grid=(8, 8), channel="lab"):
     if not np.isfinite(clip_limit) or clip_limit <= 0:
         raise ValueError(f"clip_limit must be a positive number, got {clip_limit!r}")
     tile_grid = tuple(tile_grid)
-    if len(tile_grid) != 2 or not all(isinstance(t, (int, np.integer)) and t >= 1 for t in tile_grid):
+    whole = all(isinstance(t, (int, np.integer)) and t >= 1 for t in tile_grid)
+    if len(tile_grid) != 2 or not whole:
         raise ValueError(f"tile_grid must be two positive integers (rows, cols), got {tile_grid!r}")
     if channel not in CLAHE_CHANNELS:
         raise ValueError(f"channel must be one of {CLAHE_CHANNELS}, got {channel!r}")
@@ -71,7 +72,8 @@ def channel_stats(images, masks=None):
     if not images:
         raise ValueError("channel_stats needs at least one image, got none")
     if masks is not None and len(masks) != len(images):
-        raise ValueError(f"masks must be one per image: got {len(masks)} masks for {len(images)} images")
+        raise ValueError(
+            f"masks must be one per image: got {len(masks)} masks for {len(images)} images")
     total = np.zeros(3)  # (3,) sum of x
     total_sq = np.zeros(3)  # (3,) sum of x^2
     count = 0

@@ -30,6 +30,8 @@ from dataclasses import astuple, dataclass
 import cv2
 import numpy as np
 
+from .checks import check_positive_int
+
 # Channel-maximum level (of 255) above which a pixel belongs to the disc.
 DISC_THRESHOLD = 30
 # A disc must cover at least this fraction of the image ...
@@ -182,8 +184,7 @@ def to_square(crop, size=512):
 
 
 def check_size(size):
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    check_positive_int("size", size)
 
 
 def to_original(maps, geometry, fill=0.0):

@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from u2net_mini.atomic import atomic_write
-from u2net_mini.lesions import LESIONS
+from .atomic import atomic_write
+from .lesions import LESIONS
 
 SEGMENTATION = "A. Segmentation"
 IMAGES = "1. Original Images"
@@ -50,6 +50,18 @@ LESION_FOLDERS = {
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 MASK_SUFFIXES = (".tif", ".tiff")  # matched in any case
+
+# What a command says after a data folder it cannot read, below the reader's own error.
+EXPECTED_LAYOUT = (
+    "expected IDRiD's segmentation layout (the real data set, or the synthetic one of\n"
+    "python -m data_prep.synthetic --out DIR):\n"
+    f"  DIR/{SEGMENTATION}/{IMAGES}/{SPLITS['train']}/IDRiD_01.jpg ...\n"
+    f"  DIR/{SEGMENTATION}/{IMAGES}/{SPLITS['test']}/IDRiD_55.jpg ...\n"
+    f"  DIR/{SEGMENTATION}/{GROUNDTRUTHS}/{SPLITS['train']}/{LESION_FOLDERS['MA']}/"
+    "IDRiD_01_MA.tif ...\n"
+    f"  (and {', '.join(LESION_FOLDERS[name] for name in LESIONS[1:])}; "
+    "a missing mask file means the lesion is absent)"
+)
 
 
 def image_folder(root, split):
@@ -72,7 +84,8 @@ def read_image(path):
     try:
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # (H, W, 3)
     except cv2.error as error:  # OpenCV raises for some malformed files instead of returning None
-        raise ValueError(f"cannot read image {path}: OpenCV could not decode it ({error.err})") from error
+        message = f"cannot read image {path}: OpenCV could not decode it ({error.err})"
+        raise ValueError(message) from error
     if bgr is None:
         raise ValueError(f"cannot read image {path}: not an image file OpenCV can decode")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # (H, W, 3)
@@ -82,7 +95,8 @@ def is_greyscale(image):
     """True when an (H, W, 3) RGB image has three equal channels: a grey photograph, which
     OpenCV decodes to colour by copying the one channel (a colour model then sees no colour)."""
     image = np.asarray(image)
-    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]))
+    red, green, blue = image[..., 0], image[..., 1], image[..., 2]  # (H, W) each
+    return bool(np.array_equal(red, green) and np.array_equal(green, blue))
 
 
 def read_mask(path):
@@ -106,9 +120,11 @@ def write_mask(path, mask, deflate=False):
     The file appears complete or not at all."""
     mask = np.asarray(mask)
     if mask.dtype != bool or mask.ndim != 2 or min(mask.shape) == 0:
-        raise ValueError(f"mask must be a non-empty (H, W) bool array, got {mask.dtype} {mask.shape}")
+        raise ValueError(
+            f"mask must be a non-empty (H, W) bool array, got {mask.dtype} {mask.shape}")
     height, width = mask.shape
-    pixels = np.packbits(mask, axis=1).tobytes()  # rows of ceil(W / 8) bytes, first pixel in the high bit
+    # rows of ceil(W / 8) bytes, the first pixel in the high bit
+    pixels = np.packbits(mask, axis=1).tobytes()
     if deflate:
         pixels = zlib.compress(pixels, 9)
     colormap = struct.pack("<6H", 0, 65535, 0, 0, 0, 0)  # red (0, 1), green (0, 1), blue (0, 1)
@@ -136,7 +152,10 @@ def write_mask(path, mask, deflate=False):
     ]
     ifd = struct.pack("<H", len(entries))
     for tag, kind, count, value in entries:
-        field = struct.pack("<HH", value, 0) if kind == SHORT and count == 1 else struct.pack("<I", value)
+        if kind == SHORT and count == 1:
+            field = struct.pack("<HH", value, 0)
+        else:
+            field = struct.pack("<I", value)
         ifd += struct.pack("<HHI", tag, kind, count) + field
     ifd += struct.pack("<I", 0)  # no further image in the file
     blob = (
@@ -184,7 +203,8 @@ class IDRiD:
     def _find_masks(self):
         """{(name, lesion): path} of every mask file, matched by `<name>_<lesion>` and a
         suffix of `MASK_SUFFIXES` in any case; ValueError when no photograph has any."""
-        wanted = {f"{name}_{lesion}".lower(): (name, lesion) for name in self.names for lesion in LESIONS}
+        wanted = {f"{name}_{lesion}".lower(): (name, lesion)
+                  for name in self.names for lesion in LESIONS}
         found, others = {}, []
         for lesion in LESIONS:
             folder = mask_folder(self.root, self.split, lesion)
@@ -192,18 +212,22 @@ class IDRiD:
                 continue
             for path in sorted(folder.iterdir()):
                 key = wanted.get(path.stem.lower())
-                if key and key[1] == lesion and path.suffix.lower() in MASK_SUFFIXES and path.is_file():
+                is_mask = path.suffix.lower() in MASK_SUFFIXES and path.is_file()
+                if key and key[1] == lesion and is_mask:
                     found.setdefault(key, path)
                 else:
                     others.append(path.relative_to(self.root).as_posix())
         if not found:
             example = f"{self.names[0]}_{LESIONS[0]}.tif"
+            first_folder = mask_folder(self.root, self.split, LESIONS[0]).relative_to(self.root)
+            seen = "no files there at all"
+            if others:
+                seen = f"{len(others)} other files, e.g. {others[:3]}"
             raise ValueError(
                 f"no mask file for any photograph of {self.split!r} in {self.root}: looked for "
                 f"'<photograph>_<lesion>.tif' (or .tiff, any case), e.g. '{example}' in "
-                f"'{mask_folder(self.root, self.split, LESIONS[0]).relative_to(self.root)}' and the other lesion "
-                f"folders ({', '.join(LESION_FOLDERS.values())}); found "
-                + (f"{len(others)} other files, e.g. {others[:3]}" if others else "no files there at all")
+                f"'{first_folder}' and the other lesion "
+                f"folders ({', '.join(LESION_FOLDERS.values())}); found {seen}"
             )
         return found
 
@@ -215,7 +239,8 @@ class IDRiD:
         return image_folder(self.root, self.split) / f"{name}{self._suffix[name]}"
 
     def mask_path(self, i, lesion):
-        """The mask file of photograph `i` and `lesion` (where `<name>_<lesion>.tif` would be when there is none)."""
+        """The mask file of photograph `i` and `lesion` (where `<name>_<lesion>.tif` would be
+        when there is none)."""
         default = mask_folder(self.root, self.split, lesion) / f"{self.names[i]}_{lesion}.tif"
         return self._masks.get((self.names[i], lesion), default)
 
@@ -229,7 +254,8 @@ class IDRiD:
         i = i % len(self)
         image = read_image(self.image_path(i))  # (H, W, 3)
         masks = self.masks(i, image.shape[:2])  # (4, H, W)
-        return {"name": self.names[i], "image": image, "masks": masks, "present": self.mask_present(i)}
+        return {"name": self.names[i], "image": image, "masks": masks,
+                "present": self.mask_present(i)}
 
     def masks(self, i, shape):
         """(4, H, W) bool masks of photograph `i` in the order MA, HE, EX, SE, all False for

@@ -11,9 +11,10 @@ measured cost and benefit.
 
 Lesion pixels are rare (MA about 0.1 % of a photograph's pixels, SE absent from half of
 them), so a uniform window often holds none. With probability `lesion_bias` the window
-is placed over a lesion pixel, at a uniformly random position inside the window: first a lesion channel is drawn
-uniformly among those with pixels in the square, so every lesion kind is sought equally
-often however small its area, then one of that channel's pixels uniformly. Otherwise,
+is placed over a lesion pixel, at a uniformly random position inside the window: first a
+lesion channel is drawn uniformly among those with pixels in the square, so every lesion
+kind is sought equally often however small its area, then one of that channel's pixels
+uniformly. Otherwise,
 and when the square has no lesion pixel, the window is uniform over the square.
 Randomness comes only from the `numpy.random.Generator` passed in.
 """
@@ -38,7 +39,8 @@ def patch_origin(masks, patch, rng, lesion_bias=LESION_BIAS):
         raise ValueError(f"lesion_bias must be in [0, 1], got {lesion_bias}")
     limit = size - patch  # the largest top (and left) that keeps the window inside
     seek = rng.random() < lesion_bias
-    channels = np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))  # (k,) channels with lesions
+    # (k,) the channels with lesion pixels
+    channels = np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))
     if seek and channels.size:
         channel = rng.choice(channels)
         rows, cols = np.nonzero(masks[channel])  # (n,), (n,)

@@ -88,9 +88,11 @@ def resize_mask(mask, shape, rule=MASK_RULE):
         return np.zeros((out_h, out_w), dtype=bool)
     as_bytes = mask.astype(np.uint8)  # (H, W)
     if rule == "nearest" or (out_h >= in_h and out_w >= in_w):
-        return cv2.resize(as_bytes, (out_w, out_h), interpolation=cv2.INTER_NEAREST_EXACT) > 0  # (h, w)
+        nearest = cv2.resize(as_bytes, (out_w, out_h), interpolation=cv2.INTER_NEAREST_EXACT)
+        return nearest > 0  # (h, w)
     # $a_{ij}$, the lesion fraction of each output pixel
-    area = cv2.resize(mask.astype(np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA)  # (h, w)
+    # (h, w)
+    area = cv2.resize(mask.astype(np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA)
     if rule == "any":
         return area > 0  # (h, w)
     out = area >= 0.5  # (h, w)

@@ -49,12 +49,12 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from data_prep.atomic import atomic_write  # noqa: E402
 from data_prep.pipeline import enhance_square, prepare_example, to_input  # noqa: E402
 from data_prep.synthetic import make_fundus  # noqa: E402
-from u2net_mini.atomic import atomic_write  # noqa: E402
 from u2net_mini.inference import optimize_model  # noqa: E402
 from u2net_mini.losses import deep_supervision_loss  # noqa: E402
-from u2net_mini.model import build_model  # noqa: E402
+from u2net_mini.model import build_model, fused_probabilities  # noqa: E402
 
 FULL = {"size": 512, "models": ("xs", "small", "full"), "runs": 20, "warmup": 3,
         "large_batch": {"xs": 32, "small": 32, "full": 16}, "train_images": 16,
@@ -101,7 +101,8 @@ def run_cuda_tests(paths):
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired:
-        return {"command": " ".join(command[1:]), "returncode": None, "summary": "timed out after 240 s",
+        return {"command": " ".join(command[1:]), "returncode": None, "summary": "timed out after "
+                                                                                 "240 s",
                 "seconds": round(time.perf_counter() - start, 1)}
     lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
     return {"command": " ".join(command[1:]), "returncode": done.returncode,
@@ -152,8 +153,8 @@ def probability_function(model, device, bf16=False, channels_last=False):
 
     def call(x):
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x.contiguous(memory_format=memory_format))[0]  # (B, C, H, W)
-        return torch.sigmoid(logits.float())  # (B, C, H, W)
+            outputs = model(x.contiguous(memory_format=memory_format))  # 7 × (B, C, H, W)
+        return fused_probabilities(outputs)  # (B, C, H, W)
 
     return call
 
@@ -232,7 +233,8 @@ def synthetic_batch(count, size):
         example = prepare_example(image, masks, size)
         xs.append(to_input(enhance_square(example.image)))  # (3, s, s), scaled to 0..1
         ys.append(example.masks.astype(np.float32))  # (4, s, s)
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))  # (N, 3, s, s), (N, 4, s, s)
+    # (N, 3, s, s), (N, 4, s, s)
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
 
 
 def training_figures(x_all, y_all, settings, device, bf16):
@@ -280,7 +282,8 @@ def gpu_check(dry_run=False, budget=420.0, run_tests=True, log=print):
     settings = DRY if dry_run else FULL
     device = torch.device(settings["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("no CUDA device: run on a GPU machine, or pass --dry-run for the CPU version")
+        raise ValueError("no CUDA device: run on a GPU machine, or pass --dry-run for the CPU "
+                         "version")
     clock = Clock(budget)
     result = {"dry_run": dry_run, "size": settings["size"], "out_ch": OUT_CH,
               "environment": environment(device), "budget_s": budget}
@@ -296,7 +299,8 @@ def gpu_check(dry_run=False, budget=420.0, run_tests=True, log=print):
         log(f"inference {name} at {settings['size']}×{settings['size']} ...")
         result["inference"][name] = inference_figures(name, settings, device, clock)
     result["training"] = {}
-    log(f"training data: {settings['train_images']} synthetic photographs at {settings['size']} ...")
+    log(f"training data: {settings['train_images']} synthetic photographs at {settings['size']} "
+        "...")
     x_all, y_all = synthetic_batch(settings["train_images"], settings["size"])
     for label, bf16 in (("fp32", False), ("bf16_autocast", True)):
         if clock.over():
@@ -323,7 +327,8 @@ def summary(result):
                 cells.append(f"{variant} {row['images_per_s']} img/s (batch {row['batch']})")
         lines.append(f"{name}: " + ", ".join(cells))
     for label, row in result["training"].items():
-        lines.append(f"train XS {label}: " + (f"{row['images_per_s']} img/s, peak {row['peak_memory_mib']} MiB, "
+        lines.append(f"train XS {label}: " + (f"{row['images_per_s']} img/s, peak "
+                                              f"{row['peak_memory_mib']} MiB, "
                                                f"loss {row['loss_first']} -> {row['loss_last']}"
                                                if row["status"] == "ok" else row["reason"]))
     return "\n".join(lines)
@@ -333,7 +338,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="GPU figures for docs/performance.md")
     parser.add_argument("--json", default="gpu_check.json", help="where to write the result")
     parser.add_argument("--dry-run", action="store_true", help="a tiny version on the CPU")
-    parser.add_argument("--budget", type=float, default=420.0, help="seconds before later steps are skipped")
+    parser.add_argument("--budget", type=float, default=420.0, help="seconds before later steps are "
+                                                                    ""
+                                                                    ""
+                                                                    ""
+                                                                    ""
+                                                                    ""
+                                                                    "skipped")
     parser.add_argument("--skip-tests", action="store_true", help="do not run pytest -m cuda")
     args = parser.parse_args(argv)
     try:

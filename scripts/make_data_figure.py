@@ -20,11 +20,11 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from data_prep.atomic import atomic_write  # noqa: E402
 from data_prep.idrid import IDRiD  # noqa: E402
 from data_prep.pipeline import prepare_example  # noqa: E402
 from data_prep.shipped import idrid_root  # noqa: E402
 from data_prep.synthetic import make_fundus  # noqa: E402
-from u2net_mini.atomic import atomic_write  # noqa: E402
 from u2net_mini.lesions import LESION_COLOURS, LESION_NAMES, LESIONS  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
@@ -37,7 +37,8 @@ def overlay(image, masks):
     """`image` (H, W, 3) uint8 with each lesion's pixels painted in its colour: (H, W, 3)."""
     out = image.copy()  # (H, W, 3)
     for name, mask in zip(LESIONS, masks):
-        rgb = np.array([int(LESION_COLOURS[name][i : i + 2], 16) for i in (1, 3, 5)], np.uint8)  # (3,)
+        # (3,)
+        rgb = np.array([int(LESION_COLOURS[name][i : i + 2], 16) for i in (1, 3, 5)], np.uint8)
         out[mask] = rgb
     return out
 
@@ -103,7 +104,8 @@ def lesion_close_ups(path):
         axes[1, column].imshow(overlay(image, one)[window], interpolation="nearest")
         for ax in axes[:, column]:
             ax.axis("off")
-    figure.suptitle(f"make_fundus({SEED}, 512): 80 × 80 px close-ups, photograph and mask", fontsize=10)
+    figure.suptitle(f"make_fundus({SEED}, 512): 80 × 80 px close-ups, photograph and "
+                    "mask", fontsize=10)
     figure.tight_layout()
     save_png(figure, path)
 

@@ -23,7 +23,9 @@ from matplotlib.patches import Patch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_data_figure import FIGURES, overlay, save_png  # noqa: E402
 
+from data_prep.fundus import pad_to_square  # noqa: E402
 from data_prep.idrid import IDRiD  # noqa: E402
+from data_prep.pipeline import resize_mask  # noqa: E402
 from data_prep.shipped import idrid_root  # noqa: E402
 from u2net_mini.demo import OVERLAY_PHOTOGRAPHS  # noqa: E402
 from u2net_mini.lesions import LESION_COLOURS, LESION_NAMES, LESIONS  # noqa: E402
@@ -31,8 +33,6 @@ from u2net_mini.overlay import blend, display_pair, outline  # noqa: E402
 from u2net_mini.predict import Predictor  # noqa: E402
 from u2net_mini.report import training_curve_figure  # noqa: E402
 from u2net_mini.shipped import shipped_checkpoints  # noqa: E402
-from data_prep.fundus import pad_to_square  # noqa: E402
-from data_prep.pipeline import resize_mask  # noqa: E402
 
 
 def curves(folder):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from u2net_mini.atomic import atomic_write
+from data_prep.atomic import atomic_write
 from u2net_mini.bench import processor_name
 from u2net_mini.checkpoint import INFERENCE_KEYS, load_checkpoint, load_model, save_checkpoint
 from u2net_mini.evaluate import score_model
@@ -57,7 +57,8 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
     history = payload["history"]
     best = history[payload["epoch"]] if payload["epoch"] < len(history) else history[-1]
     last = checkpoint.with_name("last.pt")
-    whole_run = load_checkpoint(last)["history"] if last.is_file() else history  # every epoch, past the chosen one
+    # every epoch, past the chosen one
+    whole_run = load_checkpoint(last)["history"] if last.is_file() else history
     data = Path(run["data"])
     sums = data / "SHA256SUMS"
     commit, dirty = git_commit()
@@ -73,8 +74,15 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
                      for key, value in run.items() if key not in ("train_images", "validation_images", "command")},
         "commit": commit,
         "uncommitted_changes_in_code": dirty,
-        "code_note": ("the commit the model was shipped from; with uncommitted changes, the training code is the "
-                      "one that lands together with these weights" if dirty else "the commit the model was shipped from"),
+        "code_note": ("the commit the model was shipped from; with uncommitted changes, the "
+                      "training code is the "
+                      "one that lands together with these weights" if dirty else "the commit the "
+                                                                                 "model was shipped "
+                                                                                 ""
+                                                                                 ""
+                                                                                 ""
+                                                                                 ""
+                                                                                 "from"),
         "data": {"folder": os.path.relpath(data, Path.cwd()),
                  "SHA256SUMS_sha256": hashlib.sha256(sums.read_bytes()).hexdigest() if sums.is_file() else None,
                  "train_images": len(run["train_images"]), "validation_images": run["validation_images"]},
@@ -86,7 +94,8 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
                     "python": platform.python_version()},
         "validation": {key: value for key, value in best.items() if key.startswith("val_")},
         "test_512px_square": {"aupr": scores.aupr(), "dice": scores.dice(),
-                              "note": "IDRiD_55-81, pooled over all pixels at the 512 px square; reported, "
+                              "note": "IDRiD_55-81, pooled over all pixels at the 512 px square; "
+                                      "reported, "
                                       "never used to choose"},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,8 +113,10 @@ def main(argv=None):
     parser.add_argument("--name", required=True, help="file name in u2net_mini/weights, e.g. xs_mt")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--cache", default=None, help="cache folder for the resized photographs")
-    parser.add_argument("--force", action="store_true", help="replace an earlier shipped model of this name")
-    parser.add_argument("--command", help="the training command, for a run.json written before train recorded it")
+    parser.add_argument("--force", action="store_true", help="replace an earlier shipped model of "
+                                                             "this name")
+    parser.add_argument("--command", help="the training command, for a run.json written before "
+                                          "train recorded it")
     args = parser.parse_args(argv)
     ship(args.checkpoint, args.name, args.out, args.force, args.cache, args.command)
 

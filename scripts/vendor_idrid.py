@@ -29,9 +29,10 @@ from pathlib import Path
 
 import cv2
 
+from data_prep.atomic import atomic_write
+from data_prep.checks import check_positive_flag
 from data_prep.idrid import LESION_FOLDERS, SPLITS, IDRiD, read_mask, write_mask
 from data_prep.pipeline import MASK_RULE, resize_mask
-from u2net_mini.atomic import atomic_write
 
 JPEG_QUALITY = 90
 LICENCE_FILES = ("LICENSE.txt", "CC-BY-4.0.txt")
@@ -41,8 +42,10 @@ def shrink_photograph(image, factor):
     """(H, W, 3) uint8 RGB -> (H / factor, W / factor, 3) by area averaging."""
     height, width = image.shape[:2]
     if height % factor or width % factor:
-        raise ValueError(f"a photograph of {width} x {height} is not divisible by the factor {factor}")
-    return cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)  # (h, w, 3)
+        raise ValueError(f"a photograph of {width} x {height} is not divisible by the factor "
+                         f"{factor}")
+    # (h, w, 3)
+    return cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
 
 
 def encode_jpeg(image):
@@ -75,10 +78,17 @@ def vendor(source, out, factor):
                 counts["masks"] += 1
                 kept.append(f"{lesion} {int(mask.sum())}->{int(small_mask.sum())}")
             print(f"{name}: {image.shape[1]}x{image.shape[0]} -> {small.shape[1]}x{small.shape[0]}; "
+                  ""
+                  ""
+                  ""
+                  ""
+                  ""
+                  ""
                   f"lesion pixels {', '.join(kept)}", flush=True)
     for licence in LICENCE_FILES:
         if not (source / licence).is_file():
-            raise FileNotFoundError(f"{source} has no {licence}; the copy may not ship without its licence")
+            raise FileNotFoundError(f"{source} has no {licence}; the copy may not ship without its "
+                                    "licence")
         shutil.copyfile(source / licence, out / licence)
     write_checksums(out)
     return counts
@@ -96,15 +106,30 @@ def write_checksums(out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="folder holding IDRiD's 'A. Segmentation' and its licence files")
+    parser.add_argument("source", type=Path, help="folder holding IDRiD's 'A. Segmentation' and its "
+                                                  ""
+                                                  ""
+                                                  ""
+                                                  ""
+                                                  ""
+                                                  "licence files")
     parser.add_argument("--out", type=Path, default=Path("data_prep/shipped/idrid"))
-    parser.add_argument("--factor", type=int, default=4, help="shrink each side by this factor (default 4)")
+    parser.add_argument("--factor", type=int, default=4, help="shrink each side by this factor "
+                                                              "(default 4)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    if args.factor < 1:
-        sys.exit(f"--factor must be at least 1, got {args.factor}")
+    try:
+        check_positive_flag("--factor", args.factor)
+    except ValueError as error:
+        sys.exit(str(error))
     if args.out.exists() and not args.force:
-        sys.exit(f"{args.out} exists; pass --force to replace it (it is replaced only once the copy is complete)")
+        sys.exit(f"{args.out} exists; pass --force to replace it (it is replaced only once the copy "
+                 ""
+                 ""
+                 ""
+                 ""
+                 ""
+                 "is complete)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=f".{args.out.name}.") as scratch:
         fresh = Path(scratch) / "idrid"

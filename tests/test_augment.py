@@ -29,7 +29,8 @@ def test_zero_parameters_give_the_identity(image_and_masks):
         ({"hflip": True}, lambda a: a[..., ::-1, :]),  # x -> 8 - x
         ({"vflip": True}, lambda a: a[..., ::-1, :, :]),  # y -> 8 - y
         ({"angle": 90.0}, lambda a: np.rot90(a, axes=(-3, -2))),  # counter-clockwise on screen
-        ({"angle": -90.0, "hflip": True, "vflip": True}, lambda a: np.rot90(a, axes=(-3, -2))),  # -90 + 180
+        # -90 + 180
+        ({"angle": -90.0, "hflip": True, "vflip": True}, lambda a: np.rot90(a, axes=(-3, -2))),
     ],
 )
 def test_flips_and_quarter_turns_move_pixels_exactly(image_and_masks, kwargs, expected):
@@ -121,12 +122,22 @@ def test_augment_is_reproducible_and_image_only_works():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: augment(np.zeros((8, 6, 3)), None, np.random.default_rng(0)), r"image must be square.*got shape \(8, 6, 3\)"),
-        (lambda: random_affine(np.random.RandomState(0), 8), "rng must be a numpy.random.Generator, got RandomState"),
+        (lambda: augment(np.zeros((8, 6, 3)), None, np.random.default_rng(0)), r"image must be "
+                                                                               r"square.*got shape "
+                                                                               r"\(8, 6, 3\)"),
+        (lambda: random_affine(np.random.RandomState(0), 8), "rng must be a numpy.random.Generator, "
+                                                             ""
+                                                             ""
+                                                             ""
+                                                             ""
+                                                             ""
+                                                             "got RandomState"),
         (lambda: apply_affine(np.zeros((8, 8, 3)), np.zeros((1, 8, 8), np.uint8), affine_matrix(8)), r"masks must be a \(C, 8, 8\) bool array"),
         (lambda: apply_affine(np.zeros((8, 8, 3)), np.zeros((1, 4, 4), bool), affine_matrix(8)), r"got bool \(1, 4, 4\)"),
-        (lambda: apply_affine(np.zeros((8, 8, 3)), None, np.eye(3)), r"matrix must have shape \(2, 3\), got \(3, 3\)"),
-        (lambda: apply_affine(np.zeros(8), None, affine_matrix(8)), r"image must be \(H, W, 3\) or \(H, W\)"),
+        (lambda: apply_affine(np.zeros((8, 8, 3)), None, np.eye(3)), r"matrix must have shape \(2, "
+                                                                     r"3\), got \(3, 3\)"),
+        (lambda: apply_affine(np.zeros(8), None, affine_matrix(8)), r"image must be \(H, W, 3\) or "
+                                                                    r"\(H, W\)"),
         (lambda: affine_matrix(8, scale=0.0), "scale must be positive, got 0.0"),
         (lambda: affine_matrix(0), "size must be a positive number of pixels, got 0"),
     ],

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from data_prep.atomic import atomic_write
 from u2net_mini import checkpoint
-from u2net_mini.atomic import atomic_write
 from u2net_mini.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -118,7 +118,8 @@ def test_failed_write_leaves_the_old_checkpoint_intact(tmp_path, model, monkeypa
 def test_unpicklable_payload_is_refused_before_writing(tmp_path, model):
     path = save_checkpoint(tmp_path / "last.pt", make_payload(model))
     old_bytes = path.read_bytes()
-    with pytest.raises(ValueError, match=r"payload\['history'\]\[0\]\['f'\] is a builtins.function"):
+    with pytest.raises(ValueError, match=r"payload\['history'\]\[0\]\['f'\] is a "
+                                         r"builtins.function"):
         save_checkpoint(path, make_payload(model, history=[{"f": lambda: 0}]))
     with pytest.raises(ValueError, match=r"payload\['rng'\] is a numpy.ndarray.*tolist"):
         save_checkpoint(path, make_payload(model, rng=np.zeros(3)))
@@ -191,10 +192,12 @@ def test_files_that_are_not_our_checkpoints(tmp_path, model):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a u2net_mini checkpoint: it is truncated, damaged or not a torch file") \
+    with pytest.raises(ValueError, match="not a u2net_mini checkpoint: it is truncated, damaged or "
+                                         "not a torch file") \
             as not_torch:
         load_checkpoint(tmp_path / "text.pt")
-    assert "weights_only" not in str(not_torch.value)  # torch's advice to load unsafely is not passed on
+    # torch's advice to load unsafely is not passed on
+    assert "weights_only" not in str(not_torch.value)
     torch.save(model.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="looks like a bare state_dict"):
         load_checkpoint(tmp_path / "bare.pt")
@@ -207,14 +210,17 @@ def test_files_that_are_not_our_checkpoints(tmp_path, model):
 def test_wrong_format_version_and_expectations(tmp_path, model):
     payload = make_payload(model, format="u2net_mini checkpoint", format_version=FORMAT_VERSION + 1)
     torch.save(payload, tmp_path / "future.pt")
-    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}"):
+    with pytest.raises(ValueError, match=f"format version {FORMAT_VERSION + 1}.*reads version "
+                                         f"{FORMAT_VERSION}"):
         load_checkpoint(tmp_path / "future.pt")
     path = save_checkpoint(tmp_path / "c.pt", make_payload(model))
-    with pytest.raises(ValueError, match=r"holds lesions = \('EX', 'SE'\), expected \('MA', 'HE'\)"):
+    with pytest.raises(ValueError, match=r"holds lesions = \('EX', 'SE'\), expected \('MA', "
+                                         r"'HE'\)"):
         load_checkpoint(path, expect={"lesions": ("MA", "HE")})
     with pytest.raises(ValueError, match=r"has no 'epoch'"):
         load_checkpoint(path, expect={"epoch": 3})
-    with pytest.raises(ValueError, match=r"cannot resume training: it lacks \['epoch', 'optimizer'"):
+    with pytest.raises(ValueError, match=r"cannot resume training: it lacks \['epoch', "
+                                         r"'optimizer'"):
         load_checkpoint(path, resume=True)
 
 
@@ -248,3 +254,15 @@ def test_wrapper_prefix_gets_a_hint(model):
     wrapped = {f"module.{key}": value for key, value in model.state_dict().items()}
     with pytest.raises(ValueError, match="DistributedDataParallel wrapper"):
         load_weights(TinyNet(), wrapped)
+
+
+def test_preprocessing_arguments_are_the_checkpoints_and_defaults_for_older_ones():
+    payload = {"input_size": 256, "mean": [0.1, 0.2, 0.3], "std": [1.0, 2.0, 3.0],
+               "preprocessing": {"clahe": False, "clahe_channel": "green", "threshold": 12}}
+    assert checkpoint.preprocessing_arguments(payload) == {
+        "size": 256, "mean": [0.1, 0.2, 0.3], "std": [1.0, 2.0, 3.0],
+        "clahe": False, "clahe_channel": "green", "threshold": 12}
+    older = {**payload, "preprocessing": {}}  # written before these options were recorded
+    arguments = checkpoint.preprocessing_arguments(older)
+    assert (arguments["clahe"], arguments["clahe_channel"]) == (True, "lab")
+    assert "threshold" not in arguments

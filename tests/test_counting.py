@@ -1,21 +1,18 @@
-"""Counting: parameters and MACs by hand, the closed form P(b, k), exact receptive fields."""
+"""Counting (parameters and MACs by hand, the closed form P(b, k)) and exact receptive fields."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from u2net_mini.counting import (
+from u2net_mini.counting import conv_macs, conv_macs_per_layer, count_parameters, parameter_formula
+from u2net_mini.model import U2Net, u2net_full, u2net_small, u2net_xs
+from u2net_mini.receptive_field import (
     block_receptive_field,
     block_windows,
-    conv_macs,
-    conv_macs_per_layer,
-    count_parameters,
     input_windows,
-    parameter_formula,
     receptive_fields,
 )
-from u2net_mini.model import U2Net, u2net_full, u2net_small, u2net_xs
 from u2net_mini.rsu import REBNCONV, RSU, RSU4F
 
 # --- parameters ---------------------------------------------------------------------------

@@ -121,6 +121,16 @@ def test_stats_come_from_the_training_squares_inside_the_disc(layout):
     assert np.allclose(inside.mean(axis=1), 0, atol=1e-5) and np.allclose(inside.std(axis=1), 1, atol=1e-4)
 
 
+def test_stats_of_some_training_photographs_leave_the_others_out(layout):
+    # training measures only the photographs that train (the held-out ones excluded)
+    root, cache = layout
+    train = LesionDataset(root, "train", size=SIZE, cache_dir=cache)
+    kept = [train.example(i) for i in (0, 2)]
+    mean, std = channel_stats([clahe(e.image) for e in kept], [e.disc for e in kept])
+    assert np.array_equal(np.stack(dataset_stats(root, SIZE, cache, indices=[0, 2])), np.stack((mean, std)))
+    assert not np.allclose(dataset_stats(root, SIZE, cache, indices=[0, 2]), dataset_stats(root, SIZE, cache))
+
+
 def test_clahe_off_and_green_change_the_input(layout):
     root, cache = layout
     stats = {"mean": (0.5,) * 3, "std": (0.2,) * 3}
@@ -165,7 +175,8 @@ def test_the_shipped_data_set_as_a_data_set(tmp_path):
     data = LesionDataset(idrid_root(), "test", lesions=("EX", "SE"), size=64, cache_dir=tmp_path,
                          mean=(0.5, 0.3, 0.2), std=(0.2, 0.2, 0.2))
     x, y = data[0]
-    assert len(data) == 27 and data.present.sum(axis=0).tolist() == [27, 14]  # every EX, 14 SE masks
+    # every EX, 14 SE masks
+    assert len(data) == 27 and data.present.sum(axis=0).tolist() == [27, 14]
     assert x.shape == (3, 64, 64) and y.shape == (2, 64, 64) and y[0].sum() > 0
     assert snapshot(idrid_root()) == before
 
@@ -183,7 +194,7 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     [
         ({"mean": (0.5,) * 3}, "give both mean and std, or neither"),
         ({"lesions": ("MA", "OD")}, "lesions must be a non-empty subset of"),
-        ({"size": 0}, "size must be a positive integer, got 0"),
+        ({"size": 0}, "size must be a positive int, got 0"),
         ({"clahe_channel": "blue"}, r"clahe_channel must be one of \('lab', 'green'\), got 'blue'"),
         ({"mean": (0.5, 0.5), "std": (1, 1)}, "mean and std must be 3 values each"),
         ({"mean": (0.5,) * 3, "std": (1, 0, 1)}, "std positive"),

@@ -54,7 +54,8 @@ def test_synthetic_demo_writes_and_lists_everything(tmp_path, capsys):
                      "--n-test", "2"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert printed.count("| xs | mt | 0.29 M | 64 px |") == 2  # synthetic test, then the real test split
+    # synthetic test, then the real test split
+    assert printed.count("| xs | mt | 0.29 M | 64 px |") == 2
     listed = listed_paths(printed, out)
     assert len(listed) == 6 and all(path.exists() for path in listed), listed
     assert (out / "run" / "MA-HE-EX-SE" / "best.pt").is_file()
@@ -71,6 +72,10 @@ def test_new_run_folder_never_reuses_a_name(tmp_path):
     assert demo.new_run_folder(tmp_path, now) == tmp_path / "demo-20240506-070809-3"
 
 
-def test_threads_follow_the_choice():
+def test_threads_follow_the_choice(monkeypatch):
     assert demo.choose_threads("3") == 3
-    assert demo.choose_threads("auto") in (1, __import__("os").cpu_count())
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(demo.os, "getloadavg", lambda: (3.6, 0.0, 0.0))
+    assert demo.choose_threads("auto") == 1  # load 3.6 > 4 - 0.5: the cores are busy, take one
+    monkeypatch.setattr(demo.os, "getloadavg", lambda: (3.4, 0.0, 0.0))
+    assert demo.choose_threads("auto") == 4  # load 3.4 leaves room: take all four

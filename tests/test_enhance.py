@@ -34,7 +34,8 @@ def local_contrast(lightness, region):
 @pytest.mark.parametrize("which", ["idrid_square", "retina_square"])
 def test_clahe_raises_the_local_contrast_of_the_retina(which, request):
     image, disc = request.getfixturevalue(which)
-    inner = cv2.erode(disc.astype(np.uint8), np.ones((21, 21), np.uint8)) > 0  # (H, W) away from the rim
+    # (H, W) away from the rim
+    inner = cv2.erode(disc.astype(np.uint8), np.ones((21, 21), np.uint8)) > 0
     before = local_contrast(cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 0], inner)
     after = local_contrast(cv2.cvtColor(clahe(image), cv2.COLOR_RGB2LAB)[..., 0], inner)
     assert after > 1.5 * before  # docs/preprocessing.md: about 2 times on both photographs
@@ -70,7 +71,8 @@ def test_clahe_keeps_a_flat_image_flat():
     [
         ({"clip_limit": 0}, "clip_limit must be a positive number, got 0"),
         ({"clip_limit": float("nan")}, "clip_limit must be a positive number"),
-        ({"tile_grid": (8,)}, r"tile_grid must be two positive integers \(rows, cols\), got \(8,\)"),
+        ({"tile_grid": (8,)}, r"tile_grid must be two positive integers \(rows, cols\), got "
+                              r"\(8,\)"),
         ({"tile_grid": (0, 8)}, "tile_grid must be two positive integers"),
         ({"channel": "red"}, r"channel must be one of \('lab', 'green'\), got 'red'"),
     ],
@@ -108,7 +110,8 @@ def test_channel_stats_counts_only_pixels_inside_the_masks():
 
 def test_channel_stats_equals_numpy_on_pooled_pixels():
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in [(5, 7), (3, 3), (8, 2)]]
+    sizes = [(5, 7), (3, 3), (8, 2)]
+    images = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in sizes]
     masks = [rng.random(image.shape[:2]) < 0.6 for image in images]
     pooled = np.concatenate([image[mask] for image, mask in zip(images, masks)]) / 255  # (n, 3)
     mean, std = channel_stats(images, masks)
@@ -120,9 +123,12 @@ def test_channel_stats_equals_numpy_on_pooled_pixels():
     "images, masks, match",
     [
         ([], None, "needs at least one image, got none"),
-        ([np.zeros((2, 2, 3), np.uint8)], [], "masks must be one per image: got 0 masks for 1 images"),
-        ([np.zeros((2, 2, 3), np.uint8)], [np.ones((2, 3), bool)], r"masks\[0\] must be a bool array of shape \(2, 2\)"),
-        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 2), bool)], "found no pixel inside the masks"),
+        ([np.zeros((2, 2, 3), np.uint8)], [], "masks must be one per image: got 0 masks for 1 "
+                                              "images"),
+        ([np.zeros((2, 2, 3), np.uint8)], [np.ones((2, 3), bool)], r"masks\[0\] must be a bool "
+                                                                   r"array of shape \(2, 2\)"),
+        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 2), bool)], "found no pixel inside the "
+                                                                    "masks"),
         ([np.zeros((2, 2, 3), np.float64)], None, r"images\[0\] must be uint8"),
     ],
 )
@@ -152,7 +158,8 @@ def test_normalized_data_has_zero_mean_and_unit_std(retina_square):
     "mean, std, match",
     [
         ((0.5, 0.5), (1, 1, 1), "mean and std must have 3 values each, got 2 and 3"),
-        ((0.5, 0.5, 0.5), (1, 0, 1), r"std must be positive in every channel, got \[1.0, 0.0, 1.0\]"),
+        ((0.5, 0.5, 0.5), (1, 0, 1), r"std must be positive in every channel, got \[1.0, 0.0, "
+                                     r"1.0\]"),
     ],
 )
 def test_normalize_refuses_bad_stats(mean, std, match):

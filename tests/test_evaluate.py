@@ -6,7 +6,6 @@ checkpoint to table, which does not need a good model.
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,11 +13,10 @@ from data_prep.dataset import LesionDataset
 from data_prep.shipped import idrid_root
 from data_prep.synthetic import write_idrid_layout
 from u2net_mini import evaluate
-from u2net_mini.checkpoint import save_checkpoint
+from u2net_mini.checkpoint import load_model, save_checkpoint
 from u2net_mini.counting import count_parameters
 from u2net_mini.metrics import aupr, dice_score
 from u2net_mini.model import build_model
-from u2net_mini.checkpoint import load_model
 from u2net_mini.predict import probabilities
 
 SIZE = 64
@@ -47,7 +45,8 @@ def make_checkpoint(path, lesions, mode, seed=0):
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     made = {"mt": make_checkpoint(folder / "mt" / "best.pt", ("MA", "HE", "EX", "SE"), "mt")}
-    for seed, lesion in enumerate(("SE", "MA", "EX", "HE")):  # deliberately not in the project order
+    # deliberately not in the project order
+    for seed, lesion in enumerate(("SE", "MA", "EX", "HE")):
         made[lesion] = make_checkpoint(folder / "st" / lesion / "best.pt", (lesion,), "st", seed)
     return made
 
@@ -87,7 +86,8 @@ def test_a_repeated_lesion_starts_a_new_row(checkpoints, data, cache):
     rows = evaluate.evaluate([checkpoints["mt"], checkpoints["mt"], checkpoints["EX"]], data, ["test"],
                              cache_dir=cache)
     assert [(r["model"], r["mode"]) for r in rows] == [("xs #1", "mt"), ("xs #2", "mt"), ("xs", "st")]
-    np.testing.assert_equal(rows[0]["aupr"], rows[1]["aupr"])  # nan (a lesion absent from the test set) included
+    assert [r["checkpoints"] for r in rows] == [[str(checkpoints[k])] for k in ("mt", "mt", "EX")]
+    assert rows[1]["params"] == count_parameters(build_model("xs", 4))  # one model's, not two
 
 
 def test_command_line_prints_and_writes_the_table(checkpoints, data, cache, capsys):
@@ -104,11 +104,14 @@ def test_command_line_prints_and_writes_the_table(checkpoints, data, cache, caps
 
 def test_splits_pool_the_real_photographs(checkpoints, cache):
     [row] = evaluate.evaluate([checkpoints["mt"]], idrid_root(), ["train", "test"], cache_dir=cache)
-    assert row["images"] == {"MA": 81, "HE": 81, "EX": 81, "SE": 81}  # missing masks count as all negative
+    # missing masks count as all negative
+    assert row["images"] == {"MA": 81, "HE": 81, "EX": 81, "SE": 81}
     [skipped] = evaluate.evaluate([checkpoints["mt"]], idrid_root(), ["train", "test"], cache_dir=cache,
                                   missing="skip")
-    assert skipped["images"] == {"MA": 81, "HE": 80, "EX": 81, "SE": 40}  # IDRiD's mask files per lesion
-    assert skipped["aupr"]["MA"] == row["aupr"]["MA"]  # every photograph has an MA mask: nothing to skip
+    # IDRiD's mask files per lesion
+    assert skipped["images"] == {"MA": 81, "HE": 80, "EX": 81, "SE": 40}
+    # every photograph has an MA mask: nothing to skip
+    assert skipped["aupr"]["MA"] == row["aupr"]["MA"]
 
 
 class HalfEverywhere(torch.nn.Module):
@@ -132,18 +135,21 @@ def test_a_constant_map_scores_the_share_of_lesion_pixels_in_each_frame(cache):
     box_pixels = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
     assert scores["square"].aupr()["EX"] == pytest.approx(square_positives / (len(test) * SIZE * SIZE), rel=1e-9)
     assert scores["photo"].aupr()["EX"] == pytest.approx(photo_positives / box_pixels, rel=1e-9)
-    with pytest.raises(ValueError, match=r"frames must be some of \('square', 'photo'\), got \('disc',\)"):
+    with pytest.raises(ValueError, match=r"frames must be some of \('square', 'photo'\), got "
+                                         r"\('disc',\)"):
         evaluate.score_frames(HalfEverywhere(), payload, idrid_root(), ["test"], frames=("disc",), cache_dir=cache)
 
 
 def test_bad_input_exits_2(checkpoints, data, cache, tmp_path, capsys):
     cases = [
         (["--checkpoint", str(tmp_path / "none.pt"), "--data", str(data)], "no checkpoint at"),
-        (["--checkpoint", str(checkpoints["mt"]), "--data", str(tmp_path)], "does not have the IDRiD layout"),
+        (["--checkpoint", str(checkpoints["mt"]), "--data", str(tmp_path)], "does not have the "
+                                                                            "IDRiD layout"),
         (["--checkpoint", str(checkpoints["mt"]), "--data", str(data), "--batch-size", "0"], "at least 1"),
     ]
     torch.save(build_model("xs", 1).state_dict(), tmp_path / "bare.pt")
-    cases.append((["--checkpoint", str(tmp_path / "bare.pt"), "--data", str(data)], "looks like a bare state_dict"))
+    cases.append((["--checkpoint", str(tmp_path / "bare.pt"), "--data", str(data)], "looks like a "
+                                                                                    "bare state_dict"))
     for argv, message in cases:
         assert evaluate.main(argv + ["--cache", str(cache), "--out", str(tmp_path / "out")]) == 2
         assert message in capsys.readouterr().err

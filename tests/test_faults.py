@@ -190,8 +190,10 @@ def predict_greyscale(clean_data, trained, tmp_path):
 CASES = [
     case(train, 2, "does not have the IDRiD layout", wrong_root),
     case(train, 2, "no mask file for any photograph of 'train'", train_on(unknown_mask_names)),
-    case(train, 2, "photograph IDRiD_01 of the train split cannot be used: cannot read image", train_on(empty_photo)),
-    case(train, 2, "photograph IDRiD_01 of the train split cannot be used: cannot read image", train_on(corrupt_photo)),
+    case(train, 2, "photograph IDRiD_01 of the train split cannot be used: cannot read "
+                   "image", train_on(empty_photo)),
+    case(train, 2, "photograph IDRiD_01 of the train split cannot be used: cannot read "
+                   "image", train_on(corrupt_photo)),
     case(train, 2, "cannot read mask", train_on(truncated_mask)),
     case(train, 2, "has shape (10, 12) but its image", train_on(wrong_size_mask)),
     case(train, 2, "is not a u2net_mini checkpoint: it is truncated", resume_truncated_last),
@@ -234,8 +236,15 @@ def test_masks_named_tiff_in_any_case_are_read(clean_data, tmp_path):
 
 def test_unknown_mask_names_are_refused_naming_what_was_looked_for(clean_data, tmp_path):
     root = damaged(clean_data, tmp_path, unknown_mask_names)
-    with pytest.raises(ValueError, match=r"looked for '<photograph>_<lesion>\.tif' \(or \.tiff, any case\), "
-                                         r"e\.g\. 'IDRiD_01_MA\.tif'.*found \d+ other files, e\.g\."):
+    with pytest.raises(ValueError, match=r"looked for '<photograph>_<lesion>\.tif' \(or \.tiff, any "
+                                         r""
+                                         r""
+                                         r""
+                                         r""
+                                         r""
+                                         r"case\), "
+                                         r"e\.g\. 'IDRiD_01_MA\.tif'.*found \d+ other files, "
+                                         r"e\.g\."):
         IDRiD(root, "train")
 
 
@@ -273,7 +282,8 @@ def test_weights_wrecked_by_the_last_step_are_never_saved_and_the_advice_works(
     command = err[err.index("python -m u2net_mini.train"):].split()
     assert command[3:7] == ["--out", str(out), "--resume", "--lr"] and command[7] == "0.0001"
     monkeypatch.setattr(train, "train_epoch", real_epoch)
-    assert train.main(command[3:] + ["--cache", str(cache), "--no-progress"]) == 0  # the advice, followed
+    # the advice, followed
+    assert train.main(command[3:] + ["--cache", str(cache), "--no-progress"]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["lr"] == 1e-4 and [(c["from"], c["to"]) for c in run["lr_changes"]] == [(1e-3, 1e-4)]
     assert [row["lr"] for row in load_checkpoint(last)["history"]] == [1e-3, 1e-4, 1e-4]
@@ -312,7 +322,8 @@ def test_stale_temporary_files_are_swept_on_resume(trained, tmp_path, capsys):
     stale = [out / GROUP / ".last.pt.a1b2c3.tmp", out / ".run.json.x9y8.tmp"]
     for path in stale:
         path.write_bytes(b"half a write")
-    assert train.main(["--out", str(out), "--resume", "--no-progress"]) == 0  # already trained: nothing to do
+    # already trained: nothing to do
+    assert train.main(["--out", str(out), "--resume", "--no-progress"]) == 0
     assert not any(path.exists() for path in stale)
     assert "removed 2 temporary file(s)" in capsys.readouterr().out
 
@@ -376,7 +387,8 @@ def test_predict_checkpoint_does_not_swallow_the_photograph(trained, clean_data,
 
 
 @pytest.mark.parametrize("module, needed", [
-    (train, ["exit codes", "required, except with --resume", "--device", "--batch-size", "default 4"]),
+    (train, ["exit codes", "required, except with "
+                           "--resume", "--device", "--batch-size", "default 4"]),
     (evaluate, ["exit codes", "--device", "--batch-size", "(default 4)"]),
     (predict, ["exit codes", "--device", "(default 0.5)"]),
 ])

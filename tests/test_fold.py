@@ -1,4 +1,5 @@
-"""Folding batch norm: by hand on one conv, then the whole network (same outputs, fewer parameters)."""
+"""Folding batch norm: by hand on one conv, then the whole network (same outputs, fewer
+parameters)."""
 
 import pytest
 import torch
@@ -7,9 +8,8 @@ from torch import nn
 from u2net_mini.counting import count_parameters
 from u2net_mini.fold import fold_batchnorm, fold_conv_bn
 from u2net_mini.model import model_from_config, u2net_xs
-from u2net_mini.reference import randomize_batchnorm
+from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.rsu import REBNCONV, RSU4F
-
 
 
 def hand_conv_bn(conv_bias):
@@ -104,10 +104,12 @@ def test_folding_twice_changes_nothing(model):
 def test_folded_config_rebuilds_a_loadable_model(model):
     folded = fold_batchnorm(model)
     rebuilt = model_from_config(folded.config)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in rebuilt.modules())
     rebuilt.load_state_dict(folded.state_dict())  # strict: same keys, no bn
     x = torch.randn(1, 3, 32, 40)
-    with torch.no_grad():
-        torch.testing.assert_close(rebuilt.eval()(x)[0], folded(x)[0], rtol=0, atol=0)
+    with torch.no_grad():  # the rebuilt, folded model computes what the unfolded original does
+        expected = model(x)[0]
+        assert (rebuilt.eval()(x)[0] - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 def test_fold_a_single_block():

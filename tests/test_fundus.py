@@ -40,7 +40,8 @@ def test_box_of_a_rectangle_is_exact_despite_noise_and_text():
     rng = np.random.default_rng(0)
     image = dark_noise(rng, 60, 80)
     image[10:50, 15:65] = ORANGE  # the "disc": rows 10..49, columns 15..64
-    cv2.putText(image, "L", (68, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (230, 230, 230), 1)  # text in the corner
+    # text in the corner
+    cv2.putText(image, "L", (68, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, (230, 230, 230), 1)
     crop, box = crop_to_disc(image)
     assert box == (15, 10, 65, 50)  # half-open: x1 = 64 + 1, y1 = 49 + 1
     assert crop.shape == (40, 50, 3)
@@ -133,9 +134,11 @@ def test_threshold_moves_the_box_little_in_the_plateau(idrid_photograph):
     "image, match",
     [
         (np.zeros((50, 50, 3), np.uint8), "no retinal disc found: no pixel is brighter"),
-        (np.full((50, 50, 3), 128, np.uint8), "no retinal disc found: the image has no dark surround"),
+        (np.full((50, 50, 3), 128, np.uint8), "no retinal disc found: the image has no dark "
+                                              "surround"),
         # 6 x 6 bright pixels (24 after the median filter rounds the corners) of 100 x 100
-        (np.pad(np.full((6, 6, 3), 200, np.uint8), ((40, 54), (40, 54), (0, 0))), "no retinal disc found: the largest"),
+        (np.pad(np.full((6, 6, 3), 200, np.uint8), ((40, 54), (40, 54), (0, 0))), "no retinal disc "
+                                                                                  "found: the largest"),
         (np.zeros((50, 50), np.uint8), r"\(H, W, 3\) RGB array, got shape \(50, 50\)"),
         (np.zeros((50, 50, 3), np.float32), "must be uint8"),
     ],
@@ -189,7 +192,7 @@ def test_to_square_enlarges_bilinearly():
 
 @pytest.mark.parametrize("size", [0, -3, 2.5, True])
 def test_to_square_refuses_bad_sizes(size):
-    with pytest.raises(ValueError, match="size must be a positive integer"):
+    with pytest.raises(ValueError, match="size must be a positive int, got"):
         to_square(np.zeros((4, 4, 3), np.uint8), size)
 
 
@@ -237,5 +240,6 @@ def test_to_original_round_trip_of_a_ramp(retina):
 
 def test_to_original_refuses_maps_of_another_size():
     geometry = Geometry(10, 10, 0, 0, 10, 10, 8)
-    with pytest.raises(ValueError, match=r"maps must have shape \(C, 8, 8\) or \(8, 8\).*got \(2, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"maps must have shape \(C, 8, 8\) or \(8, 8\).*got \(2, "
+                                         r"4, 4\)"):
         to_original(np.zeros((2, 4, 4)), geometry)

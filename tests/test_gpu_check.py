@@ -19,8 +19,8 @@ def load_script():
 
 
 gpu_check = load_script()
-VARIANTS = ("fp32_eager", "fp32_channels_last", "bf16_channels_last", "fp32_cuda_graph", "bf16_cuda_graph",
-            "bf16_large_batch")
+VARIANTS = ("fp32_eager", "fp32_channels_last", "bf16_channels_last", "fp32_cuda_graph",
+            "bf16_cuda_graph", "bf16_large_batch")
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,12 @@ def test_dry_run_measures_every_inference_variant(dry_run):
         for variant in ("fp32_eager", "fp32_channels_last", "bf16_channels_last"):
             assert variants[variant]["status"] == "ok" and variants[variant]["fps"] > 0
         assert variants["fp32_eager"]["max_abs_diff_vs_fp32_eager"] == 0.0
-        assert variants["fp32_channels_last"]["max_abs_diff_vs_fp32_eager"] <= 1e-4  # folded, same function
-        assert variants["bf16_channels_last"]["max_abs_diff_vs_fp32_eager"] <= 5e-2  # 8 mantissa bits
-        assert variants["fp32_cuda_graph"] == {"status": "skipped", "reason": "CUDA graphs need CUDA"}
+        # folded, same function
+        assert variants["fp32_channels_last"]["max_abs_diff_vs_fp32_eager"] <= 1e-4
+        # 8 mantissa bits
+        assert variants["bf16_channels_last"]["max_abs_diff_vs_fp32_eager"] <= 5e-2
+        assert variants["fp32_cuda_graph"] == {"status": "skipped", "reason": "CUDA graphs need "
+                                                                              "CUDA"}
         assert variants["bf16_large_batch"]["batch"] == 2
 
 
@@ -67,7 +70,8 @@ def test_budget_skips_what_does_not_fit():
     assert result["training"]["fp32"] == {"status": "skipped", "reason": "time budget"}
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without "
+                                                      "CUDA")
 def test_full_run_needs_cuda(tmp_path, capsys):
     assert gpu_check.main(["--json", str(tmp_path / "gpu.json")]) == 2
     assert "pass --dry-run" in capsys.readouterr().err

@@ -9,8 +9,8 @@ from PIL import Image
 
 from data_prep.fundus import fundus_mask
 from data_prep.idrid import IDRiD, image_folder, mask_folder, read_mask, write_mask
+from data_prep.lesions import LESIONS
 from data_prep.shipped import idrid_root
-from u2net_mini.lesions import LESIONS
 
 
 def tiny_fundus(seed, height=48, width=64):
@@ -89,7 +89,8 @@ def test_the_shipped_masks_are_encoded_like_idrid():
         assert image.tag_v2[259] == 8  # Deflate
         assert image.getpalette()[:6] == [0, 0, 0, 255, 0, 0]  # index 0 black, 1 red
         assert set(np.unique(np.array(image))) == {0, 1}
-    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) == {0, 76}  # so > 0, not > 127
+    # so > 0, not > 127
+    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) == {0, 76}
 
 
 @pytest.mark.parametrize("deflate", [False, True])
@@ -98,7 +99,8 @@ def test_write_mask_round_trip(tmp_path, shape, deflate):
     mask = np.random.default_rng(0).random(shape) < 0.4  # widths not a multiple of 8, too
     path = tmp_path / "m.tif"
     write_mask(path, mask, deflate=deflate)
-    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) <= {0, 76}  # OpenCV's libtiff reads it
+    # OpenCV's libtiff reads it
+    assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) <= {0, 76}
     assert np.array_equal(read_mask(path), mask)
     with Image.open(path) as image:
         assert image.mode == "P" and image.tag_v2[258] == (1,) and image.tag_v2[259] == (8 if deflate else 1)
@@ -107,7 +109,8 @@ def test_write_mask_round_trip(tmp_path, shape, deflate):
 
 
 def test_write_mask_refuses_a_non_bool_mask(tmp_path):
-    with pytest.raises(ValueError, match=r"mask must be a non-empty \(H, W\) bool array, got uint8"):
+    with pytest.raises(ValueError, match=r"mask must be a non-empty \(H, W\) bool array, got "
+                                         r"uint8"):
         write_mask(tmp_path / "m.tif", np.zeros((4, 4), np.uint8))
 
 
@@ -140,13 +143,15 @@ def test_a_wrong_root_says_what_was_expected_and_found(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match=r"does not have the IDRiD layout: expected the folder "
-                       r"'A. Segmentation/1. Original Images/a. Training Set', found only \['images', 'notes.txt'\]"):
+                       r"'A. Segmentation/1. Original Images/a. Training Set', found only "
+                       r"\['images', 'notes.txt'\]"):
         IDRiD(tmp_path)
 
 
 def test_a_missing_groundtruth_folder_is_a_wrong_layout(tmp_path):
     image_folder(tmp_path, "test").mkdir(parents=True)
-    with pytest.raises(ValueError, match="expected the folder 'A. Segmentation/2. All Segmentation Groundtruths/b. Testing Set'"):
+    with pytest.raises(ValueError, match="expected the folder 'A. Segmentation/2. All Segmentation "
+                                         "Groundtruths/b. Testing Set'"):
         IDRiD(tmp_path, "test")
 
 
@@ -183,7 +188,8 @@ def test_an_unreadable_mask_is_named(tmp_path):
 def test_a_mask_of_another_size_is_refused(tmp_path):
     write_layout(tmp_path, {"train": ["IDRiD_01"]})
     write_mask(mask_folder(tmp_path, "train", "HE") / "IDRiD_01_HE.tif", np.zeros((24, 32), bool))
-    with pytest.raises(ValueError, match=r"IDRiD_01_HE\.tif has shape \(24, 32\) but its image IDRiD_01\.jpg has shape \(48, 64\)"):
+    with pytest.raises(ValueError, match=r"IDRiD_01_HE\.tif has shape \(24, 32\) but its image "
+                                         r"IDRiD_01\.jpg has shape \(48, 64\)"):
         IDRiD(tmp_path)[0]
 
 

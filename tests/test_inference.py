@@ -17,7 +17,6 @@ from torch import nn
 from u2net_mini import inference
 from u2net_mini.checkpoint import save_checkpoint
 from u2net_mini.export import export_onnx
-from u2net_mini.reference import randomize_batchnorm
 from u2net_mini.inference import (
     METADATA_KEY,
     PAYLOAD_KEYS,
@@ -32,6 +31,7 @@ from u2net_mini.inference import (
     reuse_freed_memory,
 )
 from u2net_mini.model import build_model
+from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.rsu import REBNCONV
 
 LESION_PAIR = ("EX", "SE")
@@ -45,7 +45,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def x():
-    return np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)  # (2, 3, 64, 64)
+    # (2, 3, 64, 64)
+    return np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
 
 
 def payload_for(model):
@@ -65,7 +66,8 @@ def test_optimized_model_equals_the_model_in_float64(model):
     model64.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()})
     model64.eval()
     optimized = optimize_model(model64)
-    x = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 3, 48, 64)))  # (1, 3, 48, 64) float64
+    # (1, 3, 48, 64) float64
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((1, 3, 48, 64)))
     with torch.no_grad():
         expected = model64(x)
         found = optimized(x.contiguous(memory_format=torch.channels_last))
@@ -78,7 +80,8 @@ def test_optimize_model_replaces_every_block_and_leaves_the_original(model):
     before = {key: value.clone() for key, value in model.state_dict().items()}
     blocks = sum(isinstance(m, REBNCONV) for m in model.modules())
     optimized = optimize_model(model)
-    assert blocks == 112  # 11 stages: RSU-7, -6, -5, -4 have 2L blocks, RSU-4F has 8: 2·(14+12+10+8)+3·8
+    # 11 stages: RSU-7, -6, -5, -4 have 2L blocks, RSU-4F has 8: 2·(14+12+10+8)+3·8
+    assert blocks == 112
     assert sum(isinstance(m, ConvReLU) for m in optimized.modules()) == blocks
     assert not any(isinstance(m, (REBNCONV, nn.BatchNorm2d)) for m in optimized.modules())
     assert optimized.sides[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -169,7 +172,8 @@ def test_checkpoint_session_carries_the_payload_without_weights(model, x, tmp_pa
 def test_onnx_session_equals_torch_at_a_new_size_and_batch(model, onnx_file):
     session = load_session(onnx_file)
     assert isinstance(session, OnnxSession)
-    x = np.random.default_rng(2).standard_normal((3, 3, 96, 128)).astype(np.float32)  # (3, 3, 96, 128)
+    # (3, 3, 96, 128)
+    x = np.random.default_rng(2).standard_normal((3, 3, 96, 128)).astype(np.float32)
     found = session(x)
     assert found.shape == (3, 2, 96, 128) and found.dtype == np.float32
     assert np.abs(found - TorchSession(model, optimize=False)(x)).max() <= 1e-4

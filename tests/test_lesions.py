@@ -2,7 +2,8 @@
 
 import pytest
 
-from u2net_mini.lesions import LESIONS, lesion_indices, models_for_mode
+from data_prep.lesions import LESIONS, lesion_indices
+from u2net_mini.lesions import models_for_mode
 
 
 def test_lesion_order_is_fixed():

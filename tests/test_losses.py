@@ -79,7 +79,7 @@ def test_gradcheck_on_the_loss_in_float64():
     y = torch.from_numpy(target)
     assert torch.autograd.gradcheck(lambda z: L.deep_supervision_loss([z, 2 * z], y), (z,))
     for gamma in (0.0, 1.0, 2.0):
-        assert torch.autograd.gradcheck(lambda z: L.focal_bce(z, y, gamma).sum(), (z,))
+        assert torch.autograd.gradcheck(lambda z, gamma=gamma: L.focal_bce(z, y, gamma).sum(), (z,))
     assert torch.autograd.gradcheck(lambda z: L.dice_loss(z, y).sum(), (z,))
 
 
@@ -111,7 +111,7 @@ def test_bad_input_raises():
         L.lesion_loss(z, torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match=r"logits must be 4-D \(B, C, H, W\), got shape \(2, 2\)"):
         L.focal_bce(torch.zeros(2, 2), torch.zeros(2, 2))
-    with pytest.raises(ValueError, match=r"target must be binary"):
+    with pytest.raises(ValueError, match=r"y must be binary \(0 or 1\)"):
         L.dice_loss(z, torch.full((1, 2, 2, 2), 0.5))
     with pytest.raises(ValueError, match="at least one output"):
         L.deep_supervision_loss([], torch.zeros(1, 2, 2, 2))
@@ -121,3 +121,35 @@ def test_bad_input_raises():
         L.focal_bce(z, torch.zeros_like(z), gamma=-1)
     with pytest.raises(ValueError, match="smooth must be > 0"):
         L.dice_loss(z, torch.zeros_like(z), smooth=0)
+
+
+def test_output_losses_are_each_outputs_lesion_loss_and_sum_to_the_total():
+    # a fused loss equals the sum of its parts: L_total = sum_m L(z^(m), y)
+    logits, y = random_case(np.random.default_rng(11), (2, 3, 4, 4))
+    outputs = [torch.from_numpy(logits * scale) for scale in (1.0, 0.5, -2.0)]  # 3 × (B, C, H, W)
+    y = torch.from_numpy(y)
+    per_output = L.output_losses(outputs, y)  # (3,)
+    assert per_output.shape == (3,)
+    for m, z in enumerate(outputs):
+        torch.testing.assert_close(per_output[m], L.lesion_loss(z, y), rtol=0, atol=1e-15)
+    total = L.deep_supervision_loss(outputs, y)
+    torch.testing.assert_close(per_output.sum(), total, rtol=0, atol=0)
+
+
+def test_the_target_is_checked_once_for_all_outputs(monkeypatch):
+    checked = []
+    real_check = L.check_target
+
+    def counting_check(y):
+        checked.append(1)
+        return real_check(y)
+
+    monkeypatch.setattr(L, "check_target", counting_check)
+    L.output_losses([torch.zeros(1, 2, 4, 4)] * 7, torch.zeros(1, 2, 4, 4))
+    assert len(checked) == 1  # seven outputs, one check (each is a host sync on a GPU)
+
+
+def test_check_target_returns_its_argument_like_the_numpy_twin():
+    y = torch.tensor([[[[1.0, 0.0]]]])  # (1, 1, 1, 2)
+    assert L.check_target(y) is y
+    np.testing.assert_array_equal(E.check_target(y.numpy()), y.numpy())

@@ -6,9 +6,23 @@ import pytest
 from skimage import data
 
 from data_prep.enhance import clahe, normalize
-from data_prep.fundus import crop_to_disc, disc_box, fundus_mask, pad_to_square, to_original, to_square
+from data_prep.fundus import (
+    crop_to_disc,
+    disc_box,
+    fundus_mask,
+    pad_to_square,
+    to_original,
+    to_square,
+)
 from data_prep.idrid import IDRiD
-from data_prep.pipeline import MASK_RULE, MASK_RULES, prepare_example, preprocess, resize_mask, to_input
+from data_prep.pipeline import (
+    MASK_RULE,
+    MASK_RULES,
+    prepare_example,
+    preprocess,
+    resize_mask,
+    to_input,
+)
 from data_prep.shipped import idrid_root
 
 
@@ -140,7 +154,13 @@ def test_preserve_keeps_every_real_exudate(sample_item):
 @pytest.mark.parametrize(
     "mask, shape, rule, match",
     [
-        (np.zeros((4, 4), np.uint8), (2, 2), "preserve", r"mask must be an \(H, W\) bool array, got uint8"),
+        (np.zeros((4, 4), np.uint8), (2, 2), "preserve", r"mask must be an \(H, W\) bool array, got "
+                                                         r""
+                                                         r""
+                                                         r""
+                                                         r""
+                                                         r""
+                                                         r"uint8"),
         (np.zeros((2, 4, 4), bool), (2, 2), "preserve", r"got bool \(2, 4, 4\)"),
         (np.zeros((4, 4), bool), (2, 2), "area", "rule must be one of"),
         (np.zeros((4, 4), bool), (0, 2), "any", "shape must be two positive integers"),
@@ -180,10 +200,11 @@ def test_prepare_example_without_masks(sample_item):
 @pytest.mark.parametrize(
     "masks, kwargs, match",
     [
-        (np.zeros((4, 10, 10), bool), {}, r"masks must be a \(C, 712, 1072\) bool array like the image, got bool \(4, 10, 10\)"),
+        (np.zeros((4, 10, 10), bool), {}, r"masks must be a \(C, 712, 1072\) bool array like the "
+                                          r"image, got bool \(4, 10, 10\)"),
         (np.zeros((4, 712, 1072), np.uint8), {}, "got uint8"),
         (None, {"mask_rule": "biggest"}, "mask_rule must be one of"),
-        (None, {"size": 0}, "size must be a positive integer"),
+        (None, {"size": 0}, "size must be a positive int, got"),
     ],
 )
 def test_prepare_example_refuses_bad_input(sample_item, masks, kwargs, match):

@@ -56,8 +56,10 @@ def test_colour_of_a_lesion():
 
 
 def test_blend_by_hand():
-    photo = np.array([[[100, 100, 100], [100, 100, 100], [10, 20, 30]]], dtype=np.uint8)  # (1, 3, 3)
-    y_hat = np.array([[[1.0, 0.4, 0.5]]])  # (1, 1, 3): EX sure, below the threshold, at the threshold
+    # (1, 3, 3)
+    photo = np.array([[[100, 100, 100], [100, 100, 100], [10, 20, 30]]], dtype=np.uint8)
+    # (1, 1, 3): EX sure, below the threshold, at the threshold
+    y_hat = np.array([[[1.0, 0.4, 0.5]]])
     out = blend(photo, y_hat, ("EX",), threshold=0.5, opacity=0.5)
     # a = 0.5 * 1.0 = 0.5: 0.5 * 100 + 0.5 * (47, 107, 255) = (73.5, 103.5, 177.5) -> (74, 104, 178)
     # (np.rint rounds halves to even)
@@ -99,7 +101,8 @@ def test_blend_rejects_bad_input(y_hat, lesions, message):
 
 
 def test_display_pair_keeps_the_disc_and_the_maps_aligned():
-    image = read_image(idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_55.jpg")
+    image = read_image(idrid_root() / "A. Segmentation" / "1. Original "
+                                                          "Images" / "b. Testing Set" / "IDRiD_55.jpg")
     _, geometry = preprocess(image, SIZE)
     y_hat = np.zeros((1, SIZE, SIZE), dtype=np.float32)  # (1, s, s)
     y_hat[0, :, : SIZE // 2] = 1  # the left half
@@ -182,7 +185,8 @@ def test_existing_files_are_not_overwritten_unless_asked(checkpoints, photos, tm
 def test_checkpoints_combine_into_one_set_of_maps(checkpoints, photos):
     image = read_image(photos / "fundus.jpg")
     both, _ = predict.Predictor([checkpoints["EX"], checkpoints["MA"]])(image)
-    assert predict.Predictor([checkpoints["EX"], checkpoints["MA"]]).lesions == ("MA", "EX")  # project order
+    # project order
+    assert predict.Predictor([checkpoints["EX"], checkpoints["MA"]]).lesions == ("MA", "EX")
     alone_ex, _ = predict.Predictor([checkpoints["EX"]])(image)
     alone_ma, _ = predict.Predictor([checkpoints["MA"]])(image)
     np.testing.assert_array_equal(both, np.concatenate([alone_ma, alone_ex]))
@@ -194,7 +198,8 @@ def test_checkpoints_combine_into_one_set_of_maps(checkpoints, photos):
 
 def test_bad_arguments_exit_2(checkpoints, photos, tmp_path, capsys):
     cases = [
-        ([str(photos / "fundus.jpg"), "--checkpoint", str(tmp_path / "no.pt")], "no checkpoint or ONNX file at"),
+        ([str(photos / "fundus.jpg"), "--checkpoint", str(tmp_path / "no.pt")], "no checkpoint or "
+                                                                                "ONNX file at"),
         ([str(tmp_path / "empty"), "--checkpoint", str(checkpoints["EX"])], "no image files found"),
         ([str(photos / "fundus.jpg"), str(photos / "sub" / "fundus.png"), "--checkpoint", str(checkpoints["EX"])],
          "the same name would write the same files: ['fundus']"),

@@ -1,14 +1,17 @@
 """The NumPy forward pass: each layer by hand, each layer and block against torch, the whole net."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from u2net_mini import model, reference
 from u2net_mini.fold import fold_batchnorm
 from u2net_mini.model import u2net_xs
+from u2net_mini.random_batchnorm import randomize_batchnorm
 from u2net_mini.reference import (
-    randomize_batchnorm,
     batchnorm_eval,
     conv2d,
     forward_numpy,
@@ -20,7 +23,6 @@ from u2net_mini.reference import (
     rsu,
 )
 from u2net_mini.rsu import REBNCONV, RSU, RSU4F
-
 
 
 def relative_error(actual, expected):
@@ -167,7 +169,7 @@ def xs_model():
 @pytest.mark.parametrize("size", [(64, 64), (45, 61)])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
 def test_whole_network_matches_torch(xs_model, size, dtype, tolerance):
-    model = xs_model.to(dtype)
+    model = copy.deepcopy(xs_model).to(dtype)  # a copy: the module-wide fixture stays float32
     x = np.random.default_rng(8).normal(size=(1, 3, *size)).astype(torch.empty(0, dtype=dtype).numpy().dtype)
     with torch.no_grad():
         expected = [output.numpy() for output in model(torch.from_numpy(x))]
@@ -183,7 +185,7 @@ def test_whole_network_matches_torch(xs_model, size, dtype, tolerance):
 def test_folded_state_dict_runs_in_numpy(xs_model):
     # fold_batchnorm drops the bn keys; forward_numpy then skips batch norm and must
     # still give the unfolded torch model's output.
-    model = xs_model.double()
+    model = copy.deepcopy(xs_model).double()
     x = np.random.default_rng(9).normal(size=(1, 3, 33, 40))
     with torch.no_grad():
         expected = model(torch.from_numpy(x))[0].numpy()
@@ -201,7 +203,8 @@ def test_folded_state_dict_runs_in_numpy(xs_model):
         (np.zeros((3, 64, 64)), r"x must be 4-D \(B, 3, H, W\), got shape \(3, 64, 64\)"),
         (np.zeros((1, 4, 64, 64)), r"x must have 3 channels \(dim 1\), got shape \(1, 4, 64, 64\)"),
         (np.zeros((1, 3, 64, 20)), "x must have H and W >= 32, got 64×20"),
-        (np.zeros((1, 3, 32, 32), dtype=np.uint8), "x must be a floating-point array, got dtype uint8"),
+        (np.zeros((1, 3, 32, 32), dtype=np.uint8), "x must be a floating-point array, got dtype "
+                                                   "uint8"),
     ],
 )
 def test_forward_numpy_bad_input(x, message):
@@ -211,7 +214,8 @@ def test_forward_numpy_bad_input(x, message):
 
 def test_forward_numpy_bad_state_and_config():
     x = np.zeros((1, 3, 32, 32))
-    with pytest.raises(ValueError, match="state dict must contain 'encoders.0.conv_in.conv.weight'"):
+    with pytest.raises(ValueError, match="state dict must contain "
+                                         "'encoders.0.conv_in.conv.weight'"):
         forward_numpy({}, {"name": "xs", "out_ch": 1, "in_ch": 3}, x)
     with pytest.raises(ValueError, match="config must be a dict like model.config, got list"):
         forward_numpy({}, [], x)
@@ -228,7 +232,8 @@ def test_conv2d_bad_input():
 
 def test_randomize_batchnorm_moves_every_statistic_reproducibly():
     first = randomize_batchnorm(REBNCONV(2, 6), seed=7)
-    again = randomize_batchnorm(REBNCONV(2, 6), seed=np.random.default_rng(7))  # an int or a Generator
+    # an int or a Generator
+    again = randomize_batchnorm(REBNCONV(2, 6), seed=np.random.default_rng(7))
     assert not first.training
     for name in ("running_mean", "running_var", "weight", "bias"):
         value = getattr(first.bn, name)
@@ -236,3 +241,12 @@ def test_randomize_batchnorm_moves_every_statistic_reproducibly():
         default = 1.0 if name in ("running_var", "weight") else 0.0
         assert (value != default).all(), f"{name} still at its default {default}"
     assert (first.bn.bias > 0).all()  # positive shift: few dead ReLUs
+
+
+def test_the_numpy_pass_has_the_models_smallest_input():
+    # one meaning of MIN_SIZE: 2^5 = 32, five 2 × 2 poolings from En_1 to En_6
+    assert reference.MIN_SIZE == model.MIN_SIZE == 2**5
+
+
+def test_the_lessons_still_find_randomize_batchnorm_in_reference():
+    assert reference.randomize_batchnorm is randomize_batchnorm

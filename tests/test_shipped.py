@@ -32,13 +32,16 @@ def test_a_shipped_model_is_what_its_provenance_says(name):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == record["checkpoint_sha256"]
     model, payload = load_model(path)
     assert payload["model_config"]["name"] == "xs" and tuple(payload["lesions"]) == tuple(record["lesions"])
-    assert count_parameters(model) == {4: 291_532, 2: 287_990}[len(payload["lesions"])]  # docs/model.md
-    assert payload["input_size"] == 512 and "optimizer" not in payload  # inference only: no resume state
+    # docs/model.md
+    assert count_parameters(model) == {4: 291_532, 2: 287_990}[len(payload["lesions"])]
+    # inference only: no resume state
+    assert payload["input_size"] == 512 and "optimizer" not in payload
     # trained on the shipped data set: its checksum list is the one the provenance names
     sums = (idrid_root() / "SHA256SUMS").read_bytes()
     assert hashlib.sha256(sums).hexdigest() == record["data"]["SHA256SUMS_sha256"]
     assert record["command"].startswith("python -m u2net_mini.train ")
-    assert record["settings"]["val"] == "holdout"  # chosen on held-out training photographs, never the test split
+    # chosen on held-out training photographs, never the test split
+    assert record["settings"]["val"] == "holdout"
     assert record["data"]["train_images"] + len(record["data"]["validation_images"]) == 54
     assert not set(record["data"]["validation_images"]) & {f"IDRiD_{n}" for n in range(55, 82)}
     assert record["epochs_run"] >= record["chosen_epoch"] >= 1
@@ -63,8 +66,10 @@ def test_lesion_maps_gives_the_four_maps_on_the_photographs_own_grid():
     # the same as the predictor's square maps laid back by hand
     y_hat, geometry = predict.Predictor(shipped_checkpoints("mt"))(read_image(path))
     np.testing.assert_array_equal(maps, to_original(y_hat, geometry))
-    np.testing.assert_array_equal(lesion_maps(read_image(path)), maps)  # an array works as a path does
-    with pytest.raises(ValueError, match=r"photo must be a path or an \(H, W, 3\) uint8 RGB array, got float64"):
+    # an array works as a path does
+    np.testing.assert_array_equal(lesion_maps(read_image(path)), maps)
+    with pytest.raises(ValueError, match=r"photo must be a path or an \(H, W, 3\) uint8 RGB array, "
+                                         r"got float64"):
         lesion_maps(np.zeros((8, 8, 3)))
 
 

@@ -1,17 +1,17 @@
-"""The synthetic IDRiD-like data set (data_prep/synthetic*.py): drawing, lesions, layout on disk."""
+"""The synthetic IDRiD-like data set (data_prep/synthetic/): drawing, lesions, layout on disk."""
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep import synthetic as S
 from data_prep.fundus import fundus_mask
 from data_prep.idrid import IDRiD
-from data_prep.synthetic_draw import Canvas, bandpass_noise, smooth_field
-from data_prep.synthetic_lesions import PAINT_ORDER, min_diameter, paint_lesions
-from data_prep.synthetic_retina import IDRID_ASPECT, make_geometry
-from u2net_mini.lesions import LESIONS
+from data_prep.lesions import LESIONS
+from data_prep.synthetic import data_set as S
+from data_prep.synthetic.draw import Canvas, bandpass_noise, smooth_field
+from data_prep.synthetic.lesions import PAINT_ORDER, min_diameter, paint_lesions
+from data_prep.synthetic.retina import IDRID_ASPECT, make_anatomy
 
 ALL = dict.fromkeys(LESIONS, True)
 NONE = dict.fromkeys(LESIONS, False)
@@ -104,7 +104,8 @@ def test_forced_presence_gives_non_empty_or_empty_masks():
 def test_lesions_lie_inside_the_disc():
     for seed, frame in [(0, "square"), (1, "idrid"), (2, "square")]:
         image, masks = S.make_fundus(seed, 192, frame=frame, presence=ALL)
-        disc = cv2.erode(fundus_mask(image).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # (H, W)
+        # (H, W)
+        disc = cv2.erode(fundus_mask(image).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         assert not (masks & ~disc).any()
 
 
@@ -117,7 +118,8 @@ def test_masks_are_disjoint():
 
 
 def test_some_images_lack_some_lesions():
-    present = np.array([S.make_fundus(seed, 64)[1].any(axis=(1, 2)) for seed in range(40)])  # (40, 4)
+    # (40, 4)
+    present = np.array([S.make_fundus(seed, 64)[1].any(axis=(1, 2)) for seed in range(40)])
     rates = present.mean(axis=0)  # (4,)
     assert 0.3 <= rates[SE] <= 0.7  # SE in about half (IDRiD: 40 of 81)
     assert (rates[[MA, HE, EX]] >= 0.85).all()  # the others in nearly all
@@ -148,7 +150,7 @@ def test_lesions_look_like_their_kind_in_the_photograph(seed):
 def flat_painting(seed, size=128, presence=ALL, visible_at=160):
     """Lesions painted on a flat orange disc: (background, painted, masks)."""
     rng = np.random.default_rng(seed)
-    geo = make_geometry(rng, size)
+    geo = make_anatomy(rng, size)
     flat = np.empty((geo.height, geo.width, 3), np.float32)  # (H, W, 3)
     flat[:] = (180.0, 90.0, 30.0)
     painted, masks = paint_lesions(rng, geo, flat.copy(), visible_at, 4, presence)
@@ -180,7 +182,8 @@ def test_nothing_is_painted_away_from_the_masks():
     # mask pixel, so no paint may appear farther than the blur from any mask.
     for seed in range(4):
         flat, painted, masks = flat_painting(seed, size=96, visible_at=None)
-        near = cv2.dilate(masks.any(axis=0).astype(np.uint8), np.ones((11, 11), np.uint8)) > 0  # (H, W)
+        # (H, W)
+        near = cv2.dilate(masks.any(axis=0).astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
         np.testing.assert_array_equal(painted[~near], flat[~near])
 
 
@@ -206,7 +209,7 @@ def test_visible_at_sets_the_smallest_lesion():
 
 def test_min_diameter_rule():
     rng = np.random.default_rng(0)
-    geo = make_geometry(rng, 320)
+    geo = make_anatomy(rng, 320)
     # 2 px when the disc (2R px) is shrunk to 160 px: 2 * 2R / 160
     assert min_diameter(geo, 160) == pytest.approx(2 * 2 * geo.radius / 160)
     assert min_diameter(geo, None) == 1.0
@@ -244,7 +247,8 @@ def test_layout_names_and_numbering(written):
     test = sorted(p.name for p in (seg / "1. Original Images" / "b. Testing Set").iterdir())
     assert train == ["IDRiD_01.jpg", "IDRiD_02.jpg", "IDRiD_03.jpg", "IDRiD_04.jpg"]
     assert test == ["IDRiD_05.jpg", "IDRiD_06.jpg"]  # numbered after the training set
-    folders = sorted(p.name for p in (seg / "2. All Segmentation Groundtruths" / "a. Training Set").iterdir())
+    folders = sorted(p.name for p in (seg / "2. All Segmentation Groundtruths" / "a. Training "
+                                                                                 "Set").iterdir())
     assert folders == ["1. Microaneurysms", "2. Haemorrhages", "3. Hard Exudates", "4. Soft Exudates"]
     readme = (written / "README.txt").read_text()
     assert "SYNTHETIC" in readme and "seed=5" in readme and "visible_at=160" in readme
@@ -307,7 +311,8 @@ def test_writes_into_an_existing_empty_folder(tmp_path):
     root = tmp_path / "empty"
     root.mkdir()
     S.write_idrid_layout(root, n_train=1, n_test=1, size=64)
-    assert (root / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_02.jpg").is_file()
+    assert (root / "A. Segmentation" / "1. Original "
+                                       "Images" / "b. Testing Set" / "IDRiD_02.jpg").is_file()
 
 
 def test_an_interrupted_run_leaves_nothing(tmp_path, monkeypatch):

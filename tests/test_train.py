@@ -16,10 +16,10 @@ from data_prep.enhance import channel_stats
 from data_prep.idrid import IDRiD
 from data_prep.pipeline import enhance_square
 from data_prep.synthetic import write_idrid_layout
-from u2net_mini import train
+from u2net_mini import train, train_loop
 from u2net_mini.checkpoint import load_checkpoint, load_weights
-from u2net_mini.equations import lr_at_epoch
 from u2net_mini.model import model_from_config
+from u2net_mini.schedule import lr_at_epoch
 
 SIZE = 64
 GROUP = "MA-HE-EX-SE"
@@ -91,31 +91,32 @@ def test_one_epoch_plus_resume_equals_two_epochs(data, cache, two_epochs, one_ep
 
 def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "interrupted"
-    real_loss = train.deep_supervision_loss
+    real_loss = train_loop.output_losses
     training_steps = []
 
     def interrupt_in_epoch_2_batch_2(outputs, y, *rest):
-        if torch.is_grad_enabled():  # a training step (validation and the fused-loss record run without grad)
+        if torch.is_grad_enabled():  # a training step (validation runs without grad)
             training_steps.append(1)
-            if len(training_steps) == 4:  # epoch 1 had steps 1, 2; batch 1 of epoch 2 has updated the weights
+            # epoch 1 had steps 1, 2; batch 1 of epoch 2 has updated the weights
+            if len(training_steps) == 4:
                 raise KeyboardInterrupt
         return real_loss(outputs, y, *rest)
 
-    monkeypatch.setattr(train, "deep_supervision_loss", interrupt_in_epoch_2_batch_2)
+    monkeypatch.setattr(train_loop, "output_losses", interrupt_in_epoch_2_batch_2)
     assert train.main(args(data, cache, out, "--epochs", "2")) == 130
     assert "--resume" in capsys.readouterr().err
     files = sorted(p.name for p in (out / GROUP).iterdir())
     assert files == ["best.pt", "last.pt", "metrics.csv"]  # no temporary file left behind
     assert_same_training_state(state(out / GROUP / "last.pt"), state(one_epoch / GROUP / "last.pt"))
 
-    monkeypatch.setattr(train, "deep_supervision_loss", real_loss)
+    monkeypatch.setattr(train_loop, "output_losses", real_loss)
     assert train.main(["--out", str(out), "--resume", "--cache", str(cache), "--no-progress"]) == 0
     assert_same_training_state(state(out / GROUP / "last.pt"), state(two_epochs / GROUP / "last.pt"))
 
 
 def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
-    real_loss = train.deep_supervision_loss
+    real_loss = train_loop.output_losses
     training_steps = []
 
     def nan_in_epoch_2_batch_2(outputs, y, *rest):
@@ -126,7 +127,7 @@ def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path,
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(train, "deep_supervision_loss", nan_in_epoch_2_batch_2)
+    monkeypatch.setattr(train_loop, "output_losses", nan_in_epoch_2_batch_2)
     assert train.main(args(data, cache, out, "--epochs", "3")) == 1
     message = capsys.readouterr().err
     assert "loss is nan at epoch 2, batch 2" in message
@@ -146,7 +147,8 @@ def test_metrics_csv_curves_and_best_checkpoint(two_epochs):
         assert 0 < float(row["train_fused_loss"]) < float(row["train_loss"])
         defined = [float(row[f"val_aupr_{k}"]) for k in ("MA", "HE", "EX", "SE") if row[f"val_aupr_{k}"] != "nan"]
         assert float(row["val_aupr_mean"]) == pytest.approx(sum(defined) / len(defined))
-    best_epoch = max(range(2), key=lambda i: float(rows[i]["val_aupr_mean"]))  # first of equals wins
+    # first of equals wins
+    best_epoch = max(range(2), key=lambda i: float(rows[i]["val_aupr_mean"]))
     assert state(two_epochs / GROUP / "best.pt")["epoch"] == best_epoch
     assert (two_epochs / GROUP / "curves.png").read_bytes().startswith(PNG_SIGNATURE)
 
@@ -167,7 +169,8 @@ def test_checkpoint_holds_what_inference_needs(data, cache, two_epochs):
     np.testing.assert_allclose(payload["std"], std, rtol=1e-12)
     model = load_weights(model_from_config(payload["model_config"]), payload["state_dict"])
     assert model.config["out_ch"] == 4
-    with pytest.raises(ValueError, match=r"holds lesions = \('MA', 'HE', 'EX', 'SE'\), expected \('EX',\)"):
+    with pytest.raises(ValueError, match=r"holds lesions = \('MA', 'HE', 'EX', 'SE'\), expected "
+                                         r"\('EX',\)"):
         load_checkpoint(two_epochs / GROUP / "best.pt", expect={"lesions": ("EX",)})
 
 
@@ -240,7 +243,8 @@ def test_split_train_val_is_seeded_and_disjoint():
     assert sorted(train_part + val_part) == list(range(54))
     assert train.split_train_val(54, settings) == (train_part, val_part)
     assert train.split_train_val(54, {**settings, "seed": 1})[1] != val_part
-    assert train.split_train_val(3, {**settings, "val_fraction": 0.01})[1].__len__() == 1  # at least one
+    # at least one
+    assert train.split_train_val(3, {**settings, "val_fraction": 0.01})[1].__len__() == 1
     assert train.split_train_val(5, {**settings, "val": "test"}) == ([0, 1, 2, 3, 4], [])
     with pytest.raises(train.UsageError, match="needs at least 2 training photographs, found 1"):
         train.split_train_val(1, settings)
@@ -261,7 +265,8 @@ def test_out_of_time_looks_one_epoch_ahead():
 
     now = train.time.monotonic()
     assert not train.out_of_time(None, 1e9, OneProcess)
-    assert not train.out_of_time(now + 100, 10, OneProcess)  # an epoch of 10 s ends before the deadline
+    # an epoch of 10 s ends before the deadline
+    assert not train.out_of_time(now + 100, 10, OneProcess)
     assert train.out_of_time(now + 5, 10, OneProcess)  # it would end 5 s past it
 
 
@@ -277,4 +282,5 @@ def test_validation_on_the_test_split_or_none(data, cache, tmp_path):
     assert train.main(args(data, cache, tmp_path / "test", "--val", "test", "--epochs", "1")) == 0
     with open(tmp_path / "test" / GROUP / "metrics.csv") as file:
         [row] = list(csv.DictReader(file))
-    assert 0 < float(row["val_aupr_EX"]) <= 1  # scored on the two test photographs, which show hard exudates
+    # scored on the two test photographs, which show hard exudates
+    assert 0 < float(row["val_aupr_EX"]) <= 1

@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write
+from data_prep.atomic import atomic_write
+
 from .lesions import lesion_indices
 
 FORMAT = "u2net_mini checkpoint"
@@ -76,7 +77,8 @@ def _check_loadable(value, where="payload"):
 def _check_payload(payload, source):
     """ValueError unless `payload` holds the inference keys with sensible values."""
     if not isinstance(payload, Mapping):
-        raise ValueError(f"{source}: a checkpoint payload must be a dict, got {type(payload).__name__}")
+        raise ValueError(f"{source}: a checkpoint payload must be a dict, got "
+                         f"{type(payload).__name__}")
     missing = [key for key in INFERENCE_KEYS if key not in payload]
     if missing:
         raise ValueError(f"{source}: the checkpoint lacks {missing} (needed for inference)")
@@ -91,7 +93,8 @@ def _check_payload(payload, source):
     lesion_indices(lesions)  # ValueError for unknown or repeated names
     if "out_ch" in config and config["out_ch"] != len(lesions):
         raise ValueError(
-            f"{source}: model_config out_ch = {config['out_ch']} but {len(lesions)} lesions {lesions}"
+            f"{source}: model_config out_ch = {config['out_ch']} but {len(lesions)} lesions "
+            f"{lesions}"
         )
     size = payload["input_size"]
     if type(size) is not int or size <= 0:
@@ -101,11 +104,13 @@ def _check_payload(payload, source):
         values = payload[key]
         if (not isinstance(values, (list, tuple)) or len(values) != n_channels
                 or not all(type(v) in (float, int) and np.isfinite(v) for v in values)):
-            raise ValueError(f"{source}: {key} must be a list of {n_channels} finite floats, got {values!r}")
+            raise ValueError(f"{source}: {key} must be a list of {n_channels} finite floats, got "
+                             f"{values!r}")
     if any(v <= 0 for v in payload["std"]):
         raise ValueError(f"{source}: std must be positive, got {payload['std']!r}")
     if not isinstance(payload["preprocessing"], Mapping):
-        raise ValueError(f"{source}: preprocessing must be a dict, got {payload['preprocessing']!r}")
+        raise ValueError(f"{source}: preprocessing must be a dict, got "
+                         f"{payload['preprocessing']!r}")
 
 
 def save_checkpoint(path, payload):
@@ -141,7 +146,8 @@ def load_checkpoint(path, expect=None, resume=False, map_location="cpu"):
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path} is not a u2net_mini checkpoint: {_load_failure(error)}") from error
+        raise ValueError(f"{path} is not a u2net_mini checkpoint: "
+                         f"{_load_failure(error)}") from error
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, Mapping) and payload and all(
@@ -180,7 +186,8 @@ def _load_failure(error):
         return ("it holds Python objects other than tensors, numbers, strings, lists and dicts; "
                 "this project never writes such files and does not load them, because loading "
                 "one can run code from the file")
-    if isinstance(error, pickle.UnpicklingError):  # torch's own text would advise weights_only=False
+    # torch's own text would advise weights_only=False
+    if isinstance(error, pickle.UnpicklingError):
         return "it is truncated, damaged or not a torch file (its pickled data cannot be read)"
     if isinstance(error, (OSError, EOFError, RuntimeError)):
         return f"it is truncated, damaged or not a torch file ({type(error).__name__}: {str(error).splitlines()[0]})"
@@ -206,7 +213,8 @@ def load_weights(model, state_dict):
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
                              ("shape mismatches", mismatched)):
             if items:
-                shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} more)" if len(items) > 8 else "")
+                shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} "
+                                                "more)" if len(items) > 8 else "")
                 lines.append(f"  {len(items)} {title}: {shown}")
         for prefix, wrapper in (("module.", "DistributedDataParallel"), ("_orig_mod.", "torch.compile")):
             if unexpected and all(key.startswith(prefix) for key in unexpected):
@@ -216,7 +224,8 @@ def load_weights(model, state_dict):
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"the checkpoint's state_dict does not load into the model: {error}") from error
+        raise ValueError("the checkpoint's state_dict does not load into the model: "
+                         f"{error}") from error
     return model
 
 
@@ -234,12 +243,28 @@ def load_model(path, device="cpu"):
     return model.to(device).eval(), payload
 
 
+def preprocessing_arguments(payload):
+    """The keyword arguments that prepare photographs as the checkpoint's model was trained:
+    `size`, `mean`, `std`, `clahe`, `clahe_channel` and, where the checkpoint records
+    one, the disc `threshold`; for `data_prep.pipeline.preprocess` and
+    `data_prep.dataset.LesionDataset` alike. Checkpoints older than a key get its default
+    (CLAHE on, in the L channel of Lab).
+    """
+    options = payload["preprocessing"]
+    arguments = {"size": payload["input_size"], "mean": payload["mean"], "std": payload["std"],
+                 "clahe": options.get("clahe", True), "clahe_channel": options.get("clahe_channel", "lab")}
+    if "threshold" in options:
+        arguments["threshold"] = options["threshold"]
+    return arguments
+
+
 def _generator_state(generator):
     if isinstance(generator, np.random.Generator):
         return generator.bit_generator.state  # nested dict of str and (128-bit) int
     if isinstance(generator, torch.Generator):
         return generator.get_state()  # uint8 tensor
-    raise ValueError(f"generators must be numpy.random.Generator or torch.Generator, got {type(generator).__name__}")
+    raise ValueError("generators must be numpy.random.Generator or torch.Generator, got "
+                     f"{type(generator).__name__}")
 
 
 def rng_state(generators=()):
@@ -262,7 +287,8 @@ def set_rng_state(state, generators=()):
     """Restore what `rng_state(generators)` returned (the same generators, in order)."""
     if len(state["generators"]) != len(generators):
         raise ValueError(
-            f"the state holds {len(state['generators'])} generators, got {len(generators)} to restore"
+            f"the state holds {len(state['generators'])} generators, got {len(generators)} to "
+            "restore"
         )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

@@ -1,5 +1,5 @@
 r"""
-# Counting: parameters, multiply-accumulates, receptive fields
+# Counting: parameters and multiply-accumulates
 
 Numbers a reviewer can check against the paper and a student can check by hand:
 
@@ -12,19 +12,24 @@ Numbers a reviewer can check against the paper and a student can check by hand:
   out elements × in/groups × k_h × k_w (biases, batch norm, pooling and resizing are not
   counted). Shapes are found by a forward pass on PyTorch's "meta" device, which computes
   shapes and no numbers, so even the full net at 512 × 512 costs nothing.
-- `receptive_fields`: for every stage, how many input pixels (along H, and the same along W
-  because every kernel is square) an output pixel can depend on, and the stage's output
-  stride. Computed exactly rather than by the usual recurrence (see `receptive_fields`).
+
+Receptive fields, once here, live in `receptive_field.py`; their names are re-exported
+below for code that still reads them as `counting.receptive_fields` (lessons 3 and 4).
 """
 
-from typing import NamedTuple
-
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from .rsu import REBNCONV, RSU
+from data_prep.checks import check_positive_int
+
+from .receptive_field import (  # noqa: F401  re-exported, see the docstring
+    StageField,
+    block_receptive_field,
+    block_windows,
+    input_windows,
+    receptive_fields,
+)
 
 
 def count_parameters(model):
@@ -39,8 +44,7 @@ def parameter_formula(b, k, in_ch=3):
     the $b$ term is $642 b$. Derivation in `docs/model.md`.
     """
     for name, value in (("b", b), ("k", k), ("in_ch", in_ch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     return 4365 * b**2 + (534 + 36 * in_ch) * b + 216 * b * k + 6 * k**2 + 7 * k
 
 
@@ -60,8 +64,7 @@ def conv_macs_per_layer(model, height, width):
     Returns {module name: MACs} in the order the convolutions run.
     """
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     macs = {}
     hooks = []
     for name, module in model.named_modules():
@@ -70,7 +73,8 @@ def conv_macs_per_layer(model, height, width):
             def count(conv, inputs, output, name=name or type(module).__name__):
                 kernel_h, kernel_w = conv.kernel_size
                 per_output = conv.in_channels // conv.groups * kernel_h * kernel_w
-                macs[name] = macs.get(name, 0) + output.numel() * per_output  # out elements × in/groups × k²
+                # out elements × in/groups × k²
+                macs[name] = macs.get(name, 0) + output.numel() * per_output
 
             hooks.append(module.register_forward_hook(count))
     if not hooks:
@@ -79,7 +83,8 @@ def conv_macs_per_layer(model, height, width):
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     meta = {name: torch.empty_like(tensor, device="meta") for name, tensor in tensors.items()}
     dtype = next(iter(tensors.values())).dtype  # a float64 model counts like a float32 one
-    x = torch.empty(1, _input_channels(model), height, width, device="meta", dtype=dtype)  # (1, C, H, W)
+    channels = _input_channels(model)
+    x = torch.empty(1, channels, height, width, device="meta", dtype=dtype)  # (1, C, H, W)
     was_training = model.training
     model.eval()  # batch norm in training mode would refuse 1×1 maps of a single image
     try:
@@ -95,177 +100,3 @@ def conv_macs_per_layer(model, height, width):
 def conv_macs(model, height, width):
     """Total convolution multiply-accumulates of `model` for one (1, C, height, width) input."""
     return sum(conv_macs_per_layer(model, height, width).values())
-
-
-# ---------------------------------------------------------------------------------------
-# Receptive fields.
-#
-# A "field" is a pair of int arrays (lo, hi), one entry per position of a 1-D feature map:
-# the first and last input pixel that position depends on. Every layer of U²-Net is
-# separable into H and W with the same kernel along both, so one axis tells the whole story.
-# Concatenation, residual addition and the fused head depend on several maps at once: the
-# union, (min lo, max hi). This follows the exact index arithmetic of each layer (zero
-# padding, ceil-mode pooling windows, the two source pixels of align_corners=False
-# resizing), so pixels at odd positions and the slight off-centre windows of pooling are
-# counted as they are, not as the textbook recurrence r += (k − 1)·d·j approximates them.
-
-
-def _conv_field(field, conv):
-    lo, hi = field
-    n = len(lo)
-    kernel, dilation, padding, stride = conv.kernel_size[0], conv.dilation[0], conv.padding[0], conv.stride[0]
-    n_out = (n + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-    positions = np.arange(n_out)  # (n_out,)
-    new_lo = np.full(n_out, np.iinfo(np.int64).max)  # (n_out,)
-    new_hi = np.full(n_out, -1)  # (n_out,)
-    for tap in range(kernel):
-        source = positions * stride - padding + tap * dilation  # (n_out,)
-        inside = (source >= 0) & (source < n)  # taps on the zero padding depend on nothing
-        new_lo[inside] = np.minimum(new_lo[inside], lo[source[inside]])
-        new_hi[inside] = np.maximum(new_hi[inside], hi[source[inside]])
-    return new_lo, new_hi
-
-
-def _pool_field(field):
-    lo, hi = field
-    n_out = -(-len(lo) // 2)  # ceil mode
-    first = 2 * np.arange(n_out)  # (n_out,)
-    second = np.minimum(first + 1, len(lo) - 1)  # (n_out,): the last window may hang over
-    return np.minimum(lo[first], lo[second]), np.maximum(hi[first], hi[second])
-
-
-def _resize_field(field, n_out):
-    lo, hi = field
-    n_in = len(lo)
-    if n_in == n_out:
-        return lo, hi
-    source = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)  # (n_out,)
-    first = np.floor(source).astype(np.int64)  # (n_out,)
-    second = np.minimum(first + 1, n_in - 1)  # (n_out,)
-    weight_second = source - first  # (n_out,): the second pixel counts only if its weight is > 0
-    second = np.where(weight_second > 0, second, first)  # (n_out,)
-    return np.minimum(lo[first], lo[second]), np.maximum(hi[first], hi[second])
-
-
-def _union(a, b):
-    return np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
-
-
-def _rsu_field(block, field):
-    x_in = _conv_field(field, block.conv_in.conv)
-    skips = []
-    h = x_in
-    for level, conv in enumerate(block.encoder):
-        if level > 0 and block.pooled:
-            h = _pool_field(h)
-        h = _conv_field(h, conv.conv)
-        skips.append(h)
-    h = _conv_field(h, block.bottom.conv)
-    for level in reversed(range(len(block.decoder))):
-        skip = skips[level]
-        h = _conv_field(_union(_resize_field(h, len(skip[0])), skip), block.decoder[level].conv)
-    return _union(h, x_in)
-
-
-class StageField(NamedTuple):
-    """Receptive field (input pixels along one axis) and output stride of one stage."""
-
-    stage: str
-    stride: int
-    receptive_field: int
-
-
-def _check_u2net(model):
-    for attribute in ("encoders", "decoders", "sides", "fuse"):
-        if not hasattr(model, attribute):
-            raise ValueError(f"model must be a U2Net (with {attribute!r}), got {type(model).__name__}")
-
-
-def input_windows(model, length):
-    """{stage: (lo, hi)}: for a 1-D input of `length` pixels (along W, or H), the first and
-    last input pixel each position of each stage's output depends on (int arrays, one entry
-    per position). Stages as in `receptive_fields`. Exact: perturbing input pixel lo or hi
-    changes that output, perturbing lo − 1 or hi + 1 does not.
-    """
-    if isinstance(length, bool) or not isinstance(length, int) or length < 32:
-        raise ValueError(f"length must be an int >= 32, got {length!r}")
-    _check_u2net(model)
-    n = length
-    identity = (np.arange(n), np.arange(n))  # each input pixel depends on itself
-    fields = {}
-    features = []
-    h = identity
-    for level, encoder in enumerate(model.encoders):
-        if level > 0:
-            h = _pool_field(h)
-        h = _rsu_field(encoder, h)
-        features.append(h)
-        fields[f"En_{level + 1}"] = h
-    stage_outputs = [h]
-    for level in reversed(range(len(model.decoders))):
-        skip = features[level]
-        h = _rsu_field(model.decoders[level], _union(_resize_field(h, len(skip[0])), skip))
-        stage_outputs.insert(0, h)  # De_5 goes in first and ends up before En_6
-        fields[f"De_{level + 1}"] = h
-    fused = None
-    for level, (head, stage_output) in enumerate(zip(model.sides, stage_outputs)):
-        side = _resize_field(_conv_field(stage_output, head), n)
-        fields[f"side_{level + 1}"] = side
-        fused = side if fused is None else _union(fused, side)
-    fields["fused"] = _conv_field(fused, model.fuse)
-    return fields
-
-
-def _largest_window(field, n, stride, margin):
-    """Widest dependency of the positions near the middle; None if one of them hits a border."""
-    lo, hi = field
-    positions = np.arange(len(lo))  # (n_l,)
-    middle = np.abs(positions * stride - n // 2) <= margin  # (n_l,)
-    if lo[middle].min() <= 0 or hi[middle].max() >= n - 1:
-        return None
-    return int((hi[middle] - lo[middle] + 1).max())
-
-
-def receptive_fields(model, length=4096):
-    """Receptive field and output stride of every stage of a U2Net, as a list of StageField.
-
-    Stages in the order they run: En_1 … En_6, De_5 … De_1, side_1 … side_6, fused. The
-    receptive field is the largest number of consecutive input pixels (along H or W) that
-    one output pixel depends on, taken over the positions in the middle of a 1-D input of
-    `length` pixels (doubled until the borders no longer reach the middle). It depends on
-    the topology only, not on the widths: XS, small and full give the same table.
-    """
-    if isinstance(length, bool) or not isinstance(length, int) or length < 64:
-        raise ValueError(f"length must be an int >= 64, got {length!r}")
-    _check_u2net(model)
-    period = 2 ** len(model.encoders)  # the network repeats itself every 32 input pixels (up to the borders)
-    n = -(-length // period) * period
-    while n <= 2**22:
-        fields = input_windows(model, n)
-        result = []
-        for stage, field in fields.items():
-            stride = n // len(field[0])
-            window = _largest_window(field, n, stride, margin=period)
-            if window is None:
-                break
-            result.append(StageField(stage, stride, window))
-        else:
-            return result
-        n *= 2
-    raise ValueError(f"receptive field of {type(model).__name__} exceeds {2**22} pixels")
-
-
-def block_windows(block, length):
-    """(lo, hi) for one RSU block or REBNCONV on a 1-D input of `length` pixels (see `input_windows`)."""
-    if not isinstance(block, (RSU, REBNCONV)):
-        raise ValueError(f"block must be an RSU or a REBNCONV, got {type(block).__name__}")
-    identity = (np.arange(length), np.arange(length))
-    return _rsu_field(block, identity) if isinstance(block, RSU) else _conv_field(identity, block.conv)
-
-
-def block_receptive_field(block, length=1024):
-    """Receptive field (pixels along one axis) of one RSU block or REBNCONV alone."""
-    window = _largest_window(block_windows(block, length), length, stride=1, margin=64)
-    if window is None:
-        raise ValueError(f"receptive field of the block does not fit in {length} pixels; pass a larger length")
-    return window

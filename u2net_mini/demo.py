@@ -50,6 +50,7 @@ from . import predict, train
 from .checkpoint import load_checkpoint
 from .evaluate import FRAME_TITLES, evaluate, evaluate_frames, write_results
 from .inference import bf16_supported
+from .metrics import lesion_mean
 from .report import format_score, paper_table, results_table
 from .shipped import shipped_checkpoints
 
@@ -90,25 +91,41 @@ def choose_threads(choice):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.demo",
-                                     description="The main job on the real data set it ships: Table 1 of the shipped "
-                                     "model on the real test split, a short real training run, overlays.",
+                                     description="The main job on the real data set it ships: Table "
+                                                 ""
+                                                 ""
+                                                 ""
+                                                 ""
+                                                 ""
+                                                 "1 of the shipped "
+                                     "model on the real test split, a short real training run, "
+                                     "overlays.",
                                      epilog="exit codes: 0 done, 1 a step failed, 2 --out in use")
     parser.add_argument("--out", help="a new (or empty) folder (default runs/demo-YYYYmmdd-HHMMSS)")
     parser.add_argument("--data", choices=("real", "synthetic"), default="real",
-                        help="real: the shipped IDRiD copy and models (default); synthetic: paint a synthetic set "
+                        help="real: the shipped IDRiD copy and models (default); synthetic: paint a "
+                             ""
+                             ""
+                             ""
+                             ""
+                             ""
+                             "synthetic set "
                         "and train on it")
     parser.add_argument("--size", type=int, help=f"network input of the training run in px "
                         f"(default {SIZE} real, {SYNTHETIC_SIZE} synthetic)")
     parser.add_argument("--patch", type=int, default=PATCH,
-                        help=f"real training: side of the training patches (default {PATCH}; at most --size)")
+                        help=f"real training: side of the training patches (default {PATCH}; at "
+                             "most --size)")
     parser.add_argument("--epochs", type=int, help=f"training epochs (default {EPOCHS} real, "
                         f"{SYNTHETIC_EPOCHS} synthetic)")
     parser.add_argument("--n-train", type=int, default=N_TRAIN,
                         help=f"--data synthetic: training photographs (default {N_TRAIN})")
-    parser.add_argument("--n-test", type=int, default=N_TEST, help=f"--data synthetic: test photographs ({N_TEST})")
+    parser.add_argument("--n-test", type=int, default=N_TEST, help="--data synthetic: test "
+                                                                   f"photographs ({N_TEST})")
     parser.add_argument("--threads", default="auto", help="torch CPU threads, or auto (default)")
     parser.add_argument("--minutes", type=float, default=BUDGET_MINUTES,
-                        help=f"time for the whole demo; training stops early to keep it (default {BUDGET_MINUTES:g})")
+                        help="time for the whole demo; training stops early to keep it (default "
+                             f"{BUDGET_MINUTES:g})")
     return parser
 
 
@@ -135,10 +152,12 @@ def main(argv=None):
     began = time.perf_counter()
     out = Path(args.out) if args.out else new_run_folder()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        print(f"error: {out} exists and is not empty; the demo writes only into a new folder", file=sys.stderr)
+        print(f"error: {out} exists and is not empty; the demo writes only into a new "
+              "folder", file=sys.stderr)
         return 2
     threads = choose_threads(args.threads)
-    print(f"u2net_mini demo on {args.data} data into {out} ({threads} CPU thread{'s' * (threads > 1)})")
+    print(f"u2net_mini demo on {args.data} data into {out} ({threads} CPU "
+          f"thread{'s' * (threads > 1)})")
     if args.data == "synthetic":
         return synthetic_demo(args, out, threads, began)
     return real_demo(args, out, threads, began)
@@ -156,7 +175,8 @@ def real_demo(args, out, threads, began):
     run, cache = out / "run", out / "cache"
     test_images = idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set"
 
-    with Step("1. Table 1 on the real IDRiD test split (27 photographs): the shipped U²-XS-Net, multi-task"):
+    with Step("1. Table 1 on the real IDRiD test split (27 photographs): the shipped U²-XS-Net, "
+              "multi-task"):
         by_frame = evaluate_frames(shipped_checkpoints("mt"), idrid_root(), ["test"], cache_dir=cache)
         table_files = write_results(by_frame, out / "eval-shipped-test", "data_prep/shipped/idrid", ["test"])
         for frame, rows in by_frame.items():
@@ -166,7 +186,8 @@ def real_demo(args, out, threads, began):
         print(paper_table())
 
     bf16 = bf16_supported("cpu")
-    with Step(f"2. training U²-XS-Net on the real training photographs: {size} px squares, {patch} px patches, "
+    with Step(f"2. training U²-XS-Net on the real training photographs: {size} px squares, {patch} "
+              "px patches, "
               f"{epochs} epoch{'s' * (epochs != 1)}{', bfloat16' if bf16 else ''}, CPU"):
         code = train_briefly(["--data", str(idrid_root()), "--out", str(run), "--mode", "mt", "--model", "xs",
                               "--size", str(size), "--patch", str(patch), "--epochs", str(epochs),
@@ -184,7 +205,8 @@ def real_demo(args, out, threads, began):
     last = history[-1]
 
     photographs = [test_images / f"{name}.jpg" for name in OVERLAY_PHOTOGRAPHS]
-    with Step(f"3. overlays of real test photographs by the shipped model: {', '.join(OVERLAY_PHOTOGRAPHS)}"):
+    with Step("3. overlays of real test photographs by the shipped model: "
+              f"{', '.join(OVERLAY_PHOTOGRAPHS)}"):
         code = predict.main([*map(str, photographs), "--out", str(out / "overlays"), "--device", "cpu"])
         if code != 0:
             print(f"error: prediction failed (exit code {code})", file=sys.stderr)
@@ -193,24 +215,31 @@ def real_demo(args, out, threads, began):
     minutes = (time.perf_counter() - began) / 60
     square = by_frame["square"][0]
     print(f"\n== done in {minutes:.1f} min. Everything is in {out}/")
-    print(f"   Table 1      {table_files[0]}  (shipped XS-MT, real test split, 512 px square: mean AUPR "
+    print(f"   Table 1      {table_files[0]}  (shipped XS-MT, real test split, 512 px square: mean "
+          "AUPR "
           f"{format_score(row_mean(square))}; the paper's XS-MT: 0.64)")
     print(f"   training     {folder / 'curves.png'}  ({len(history)} of {epochs} epochs"
-          f"{'' if len(history) == epochs else ': the time ran out, --resume finishes them'}; last validation "
-          f"mean AUPR {format_score(last['val_aupr_mean'])}; best.pt, last.pt, metrics.csv beside it)")
+          f"{'' if len(history) == epochs else ': the time ran out, --resume finishes them'}; last "
+          "validation "
+          f"mean AUPR {format_score(last['val_aupr_mean'])}; best.pt, last.pt, metrics.csv beside "
+          "it)")
     for photograph in photographs:
-        print(f"   overlay      {out / 'overlays' / (photograph.stem + '_overlay.png')}  (real {photograph.name})")
-    print("   next: docs/results.md (how the shipped model was trained, Table 1), docs/training.md (the protocol)")
+        print(f"   overlay      {out / 'overlays' / (photograph.stem + '_overlay.png')}  (real "
+              f"{photograph.name})")
+    print("   next: docs/results.md (how the shipped model was trained, Table 1), docs/training.md "
+          "(the protocol)")
     return 0
 
 
 def synthetic_demo(args, out, threads, began):
     size, epochs = args.size or SYNTHETIC_SIZE, args.epochs or SYNTHETIC_EPOCHS
     data, run, cache = out / "data", out / "run", out / "cache"
-    with Step(f"1. synthetic IDRiD-like data: {args.n_train} training + {args.n_test} test photographs"):
+    with Step(f"1. synthetic IDRiD-like data: {args.n_train} training + {args.n_test} test "
+              "photographs"):
         write_idrid_layout(data, args.n_train, args.n_test, size=size, seed=SEED)
 
-    with Step(f"2. training U²-XS-Net, multi-task, {size} px, {epochs} epoch{'s' * (epochs != 1)}, CPU"):
+    with Step(f"2. training U²-XS-Net, multi-task, {size} px, {epochs} epoch{'s' * (epochs != 1)}, "
+              "CPU"):
         code = train_briefly(["--data", str(data), "--out", str(run), "--mode", "mt", "--model", "xs",
                               "--size", str(size), "--epochs", str(epochs), "--batch-size", str(BATCH_SIZE),
                               "--seed", str(SEED), "--device", "cpu", "--threads", str(threads), "--cache", str(cache)],
@@ -230,13 +259,15 @@ def synthetic_demo(args, out, threads, began):
         synthetic_files = write_results({"square": synthetic_rows}, out / "eval-synthetic-test", data, ["test"])
         print(results_table(synthetic_rows))
 
-    with Step("4. sim to real: the model trained on synthetic photographs, on the real IDRiD test split"):
+    with Step("4. sim to real: the model trained on synthetic photographs, on the real IDRiD test "
+              "split"):
         real_rows = evaluate([checkpoint], idrid_root(), ["test"], cache_dir=cache)
         real_files = write_results({"square": real_rows}, out / "eval-real-test", "data_prep/shipped/idrid", ["test"])
         print(results_table(real_rows))
 
     with Step("5. overlays"):
-        synthetic_image = sorted((data / "A. Segmentation" / "1. Original Images" / "b. Testing Set").glob("*.jpg"))[0]
+        synthetic_image = sorted((data / "A. Segmentation" / "1. Original "
+                                                             "Images" / "b. Testing Set").glob("*.jpg"))[0]
         real_image = idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_55.jpg"
         overlays = {"synthetic": synthetic_image, "real": real_image}  # both are called IDRiD_55
         for kind, image in overlays.items():
@@ -253,18 +284,21 @@ def synthetic_demo(args, out, threads, began):
     print(f"   model        {checkpoint}  (epoch {best_epoch} of the {len(history)} trained"
           f"{'' if len(history) == epochs else f' of {epochs}: the time ran out'}; "
           "last.pt, metrics.csv, curves.png beside it)")
-    print(f"   Table 1      {synthetic_files[0]}  (synthetic test: mean AUPR {format_score(row_mean(row))}; "
+    print(f"   Table 1      {synthetic_files[0]}  (synthetic test: mean AUPR "
+          f"{format_score(row_mean(row))}; "
           f"PR curves {synthetic_files[1].name})")
-    print(f"   sim-to-real  {real_files[0]}  (real IDRiD test split: mean AUPR {format_score(row_mean(real_rows[0]))})")
+    print(f"   sim-to-real  {real_files[0]}  (real IDRiD test split: mean AUPR "
+          f"{format_score(row_mean(real_rows[0]))})")
     for kind, image in overlays.items():
-        print(f"   overlay      {out / 'overlays' / kind / (image.stem + '_overlay.png')}  ({kind} {image.name})")
-    print("   next: docs/training.md (the full protocol on IDRiD), docs/results.md (recorded numbers)")
+        print(f"   overlay      {out / 'overlays' / kind / (image.stem + '_overlay.png')}  ({kind} "
+              f"{image.name})")
+    print("   next: docs/training.md (the full protocol on IDRiD), docs/results.md (recorded "
+          "numbers)")
     return 0
 
 
 def row_mean(row):
-    values = list(row["aupr"].values())
-    return sum(values) / len(values)
+    return lesion_mean(row["aupr"].values())
 
 
 if __name__ == "__main__":

@@ -25,11 +25,14 @@ Where the paper is silent, and what we chose:
 - **All channels positive.** The class weight ratio r_k is 0 when a channel has no
   negative pixel; if every channel is like that, Σ_j r_j^{1/8} = 0 and the normalization
   is 0/0. We then return uniform weights 1/C rather than NaN.
-- **The learning-rate schedule.** "× 0.75 every 15 epochs from epoch 115" is read with
-  epochs counted from 0: epoch 115 is the first decayed one.
+
+The learning-rate schedule, once here, lives in `schedule.py`; `lr_at_epoch` is
+re-exported below for code that still reads it as `equations.lr_at_epoch` (lesson 8).
 """
 
 import numpy as np
+
+from .schedule import lr_at_epoch  # noqa: F401  re-exported, see the docstring
 
 
 def _as_float_array(name, value):
@@ -99,7 +102,8 @@ def _weighted_log(weight, probability):
 def focal_bce(y, y_hat, gamma=1.0):
     r"""Focal binary cross-entropy per channel: (C,).
 
-    $$\mathrm{fBCE}_k = -\frac{1}{N} \sum_n \Big[ y_{n,k} (1 - \hat y_{n,k})^\gamma \log \hat y_{n,k}
+    $$\mathrm{fBCE}_k = -\frac{1}{N} \sum_n \Big[
+      y_{n,k} (1 - \hat y_{n,k})^\gamma \log \hat y_{n,k}
       + (1 - y_{n,k})\, \hat y_{n,k}^\gamma \log (1 - \hat y_{n,k}) \Big]$$
 
     `y` target, `y_hat` probability, both (B, C, H, W); N = B·H·W pixels of channel k;
@@ -132,7 +136,8 @@ def dice_loss(y, y_hat, smooth=1.0):
     the term that makes microaneurysms visible to the optimizer.
     """
     if not smooth > 0:
-        raise ValueError(f"smooth must be > 0 (it keeps an empty channel's Dice defined), got {smooth}")
+        raise ValueError(
+            f"smooth must be > 0 (it keeps an empty channel's Dice defined), got {smooth}")
     y, y_hat = check_pair(y, y_hat)
     # $\sum_n y_{n,k} \hat y_{n,k}$
     intersection = (y * y_hat).sum(axis=(0, 2, 3))  # (C,)
@@ -167,7 +172,8 @@ def lesion_loss(y, y_hat, alpha=0.75, gamma=1.0, smooth=1.0):
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     weights = class_weights(y)  # (C,) w_k
     # $\alpha\, \mathrm{fBCE}_k + (1 - \alpha)\, D_k$
-    per_channel = alpha * focal_bce(y, y_hat, gamma) + (1 - alpha) * dice_loss(y, y_hat, smooth)  # (C,)
+    # (C,)
+    per_channel = alpha * focal_bce(y, y_hat, gamma) + (1 - alpha) * dice_loss(y, y_hat, smooth)
     # $\frac{1}{C} \sum_k (\dots)\, w_k$
     return float((per_channel * weights).sum() / len(weights))
 
@@ -184,22 +190,3 @@ def deep_supervision_loss(y, y_hats, alpha=0.75, gamma=1.0, smooth=1.0):
     if len(y_hats) == 0:
         raise ValueError("y_hats must hold at least one output, got an empty sequence")
     return sum(lesion_loss(y, y_hat, alpha, gamma, smooth) for y_hat in y_hats)
-
-
-def lr_at_epoch(epoch, lr0=1e-3, start=115, every=15, factor=0.75):
-    r"""The paper's learning rate at `epoch` (counted from 0).
-
-    $$\mathrm{lr}(e) = \begin{cases} \mathrm{lr}_0 & e < e_0 \\
-      \mathrm{lr}_0 \cdot f^{\lfloor (e - e_0) / p \rfloor + 1} & e \ge e_0 \end{cases}$$
-
-    with lr₀ = `lr0` = 1e-3, e₀ = `start` = 115, p = `every` = 15, f = `factor` = 0.75:
-    constant for 115 epochs, then × 0.75 at epoch 115, 130, 145, …
-    """
-    if int(epoch) != epoch or epoch < 0:
-        raise ValueError(f"epoch must be a non-negative integer, got {epoch}")
-    if every < 1:
-        raise ValueError(f"every must be a positive number of epochs, got {every}")
-    if epoch < start:
-        return lr0
-    # $\mathrm{lr}_0 \cdot f^{\lfloor (e - e_0)/p \rfloor + 1}$
-    return lr0 * factor ** ((epoch - start) // every + 1)

@@ -1,7 +1,7 @@
 """
 # Evaluation: the paper's Table 1 for trained checkpoints
 
-    python -m u2net_mini.evaluate                        # the shipped XS-MT on the shipped real test split
+    python -m u2net_mini.evaluate                  # the shipped XS-MT, shipped real test split
     python -m u2net_mini.evaluate --shipped dt           # the shipped dual-task pair
     python -m u2net_mini.evaluate --checkpoint runs/mt/MA-HE-EX-SE/best.pt --data DIR --split test
     python -m u2net_mini.evaluate --checkpoint runs/st/*/best.pt --data DIR --split test
@@ -41,37 +41,40 @@ from pathlib import Path
 
 import torch
 
+from data_prep.atomic import atomic_write
+from data_prep.checks import check_positive_flag
 from data_prep.dataset import LesionDataset
 from data_prep.fundus import to_original
-from data_prep.idrid import IDRiD
+from data_prep.idrid import EXPECTED_LAYOUT, IDRiD
 from data_prep.shipped import idrid_root
 
-from .atomic import atomic_write
+from .checkpoint import load_model, preprocessing_arguments
 from .counting import count_parameters
 from .lesions import LESIONS
 from .metrics import LesionScores
-from .checkpoint import load_model
 from .predict import probabilities
 from .report import paper_table, plot_pr_curves, results_table
 from .shipped import SHIPPED, shipped_checkpoints
-from .train import EXPECTED_LAYOUT
 
 MODE_BY_COUNT = {1: "st", 2: "dt", 4: "mt"}
 FRAMES = ("square", "photo")
 FRAME_TITLES = {
     "square": "the paper's setting: the 512 px square (disc cropped, padded, resized)",
-    "photo": "the photograph's own frame: maps laid back on the uncropped photograph, against the masks as stored",
+    "photo": "the photograph's own frame: maps laid back on the uncropped photograph, "
+             "against the masks as stored",
 }
 
 
 def score_model(model, payload, root, splits=("test",), device="cpu", batch_size=4, cache_dir=None,
                 missing="negative"):
     """`LesionScores` of one model over the photographs of `splits`, pooled, on the square."""
-    return score_frames(model, payload, root, splits, ("square",), device, batch_size, cache_dir, missing)["square"]
+    scores = score_frames(model, payload, root, splits, ("square",), device, batch_size,
+                          cache_dir, missing)
+    return scores["square"]
 
 
-def score_frames(model, payload, root, splits=("test",), frames=FRAMES, device="cpu", batch_size=4, cache_dir=None,
-                 missing="negative"):
+def score_frames(model, payload, root, splits=("test",), frames=FRAMES, device="cpu", batch_size=4,
+                 cache_dir=None, missing="negative"):
     """{frame: `LesionScores`} of one model over the photographs of `splits`, pooled.
 
     `frames`: "square" (the network's s × s input, the paper's setting) and/or "photo"
@@ -80,33 +83,45 @@ def score_frames(model, payload, root, splits=("test",), frames=FRAMES, device="
     unknown = [frame for frame in frames if frame not in FRAMES]
     if unknown or not frames:
         raise ValueError(f"frames must be some of {FRAMES}, got {tuple(frames)}")
-    lesions = payload["lesions"]
-    options = payload["preprocessing"]
-    scores = {frame: LesionScores(lesions, missing=missing) for frame in frames}
+    scores = {frame: LesionScores(payload["lesions"], missing=missing) for frame in frames}
     for split in splits:
-        data = LesionDataset(root, split, lesions=lesions, size=payload["input_size"], mean=payload["mean"],
-                             std=payload["std"], cache_dir=cache_dir, clahe=options.get("clahe", True),
-                             clahe_channel=options.get("clahe_channel", "lab"),
-                             **({"threshold": options["threshold"]} if "threshold" in options else {}))
-        for start in range(0, len(data), batch_size):
-            indices = list(range(start, min(start + batch_size, len(data))))
-            pairs = [data[i] for i in indices]
-            x = torch.stack([p[0] for p in pairs]).to(device)  # (B, 3, s, s)
-            y = torch.stack([p[1] for p in pairs])  # (B, C, s, s)
-            y_hat = probabilities(model, x).cpu().numpy()  # (B, C, s, s)
-            if "square" in scores:
-                scores["square"].update(y.numpy(), y_hat, data.present[indices])
-            if "photo" in scores:  # photographs differ in size: one at a time
-                for i, maps in zip(indices, y_hat):
-                    geometry = data.example(i).geometry
-                    on_photo = to_original(maps, geometry)  # (C, H, W)
-                    truth = data.reader.masks(i, (geometry.height, geometry.width))[data.channels]  # (C, H, W)
-                    scores["photo"].update(truth[None], on_photo[None], data.present[[i]])
+        data = LesionDataset(root, split, lesions=payload["lesions"], cache_dir=cache_dir,
+                             **preprocessing_arguments(payload))
+        def predict(x, y, indices):
+            return probabilities(model, x.to(device))  # (B, C, s, s)
+
+        score_dataset(predict, data, scores, batch_size=batch_size)
     return scores
 
 
-def evaluate(checkpoints, root, splits=("test",), device="cpu", batch_size=4, cache_dir=None, missing="negative",
-             frame="square"):
+def score_dataset(predict, data, scores, indices=None, batch_size=4):
+    """Add the maps of the photographs `indices` (default all) of the `LesionDataset` `data`
+    to `scores` {frame: `LesionScores`}; returns `scores`.
+
+    `predict(x, y, indices)` -> y_hat (B, C, s, s) for x (B, 3, s, s) and the target y
+    (B, C, s, s) of those photographs (training's validation also takes its loss there).
+    """
+    indices = list(range(len(data))) if indices is None else list(indices)
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        pairs = [data[i] for i in chunk]
+        x = torch.stack([p[0] for p in pairs])  # (B, 3, s, s)
+        y = torch.stack([p[1] for p in pairs])  # (B, C, s, s)
+        y_hat = predict(x, y, chunk).cpu().numpy()  # (B, C, s, s)
+        if "square" in scores:
+            scores["square"].update(y.numpy(), y_hat, data.present[chunk])
+        if "photo" in scores:  # photographs differ in size: one at a time
+            for i, maps in zip(chunk, y_hat):
+                geometry = data.example(i).geometry
+                on_photo = to_original(maps, geometry)  # (C, H, W)
+                masks = data.reader.masks(i, (geometry.height, geometry.width))  # (4, H, W)
+                truth = masks[data.channels]  # (C, H, W)
+                scores["photo"].update(truth[None], on_photo[None], data.present[[i]])
+    return scores
+
+
+def evaluate(checkpoints, root, splits=("test",), device="cpu", batch_size=4, cache_dir=None,
+             missing="negative", frame="square"):
     """Rows for `report.results_table`, plus `curves` {lesion: (precision, recall)}, `images`
     {lesion: photographs scored} and `checkpoints`, scored in `frame` ("square" or "photo").
     `evaluate_frames` scores both frames in one pass.
@@ -115,16 +130,19 @@ def evaluate(checkpoints, root, splits=("test",), device="cpu", batch_size=4, ca
     repeat (the st or dt models of a run); a checkpoint whose lesions the row already has
     starts a new row (e.g. best.pt and last.pt of one run: two rows, "xs #1", "xs #2").
     """
-    return evaluate_frames(checkpoints, root, splits, (frame,), device, batch_size, cache_dir, missing)[frame]
+    rows = evaluate_frames(checkpoints, root, splits, (frame,), device, batch_size, cache_dir,
+                           missing)
+    return rows[frame]
 
 
-def evaluate_frames(checkpoints, root, splits=("test",), frames=FRAMES, device="cpu", batch_size=4, cache_dir=None,
-                    missing="negative"):
+def evaluate_frames(checkpoints, root, splits=("test",), frames=FRAMES, device="cpu", batch_size=4,
+                    cache_dir=None, missing="negative"):
     """{frame: rows} as `evaluate` gives them, every frame from one forward pass per photograph."""
     by_frame = {frame: [] for frame in frames}
     for path in checkpoints:
         model, payload = load_model(path, device)
-        results = score_frames(model, payload, root, splits, frames, device, batch_size, cache_dir, missing)
+        results = score_frames(model, payload, root, splits, frames, device, batch_size, cache_dir,
+                               missing)
         for frame in frames:
             _add_to_rows(by_frame[frame], path, model, payload, results[frame])
     for rows in by_frame.values():
@@ -176,7 +194,8 @@ def write_results(by_frame, out, data, splits):
         for number, row in enumerate(rows, start=1):
             lines.append(f"- row {number} ({row['model']} {row['mode']} {row['input_size']} px): "
                          + ", ".join(row["checkpoints"]))
-            name = f"pr_curves_{frame}.png" if len(rows) == 1 else f"pr_curves_{frame}_row{number}.png"
+            suffix = "" if len(rows) == 1 else f"_row{number}"
+            name = f"pr_curves_{frame}{suffix}.png"
             paths.append(plot_pr_curves(row["curves"], out / name, aupr=row["aupr"]))
         lines.append("")
     lines += ["## The paper's Table 1 (IDRiD test split, 512 × 512)", "", paper_table()]
@@ -188,54 +207,59 @@ def write_results(by_frame, out, data, splits):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m u2net_mini.evaluate",
-        description="Table 1 (AUPR per lesion, Dice at 0.5) and PR curves for checkpoints, beside the paper's. "
-                    "With no arguments: the shipped XS-MT on the shipped real IDRiD test split.",
+        description="Table 1 (AUPR per lesion, Dice at 0.5) and PR curves for checkpoints, "
+                    "beside the paper's. With no arguments: the shipped XS-MT on the shipped real "
+                    "IDRiD test split.",
         epilog="exit codes: 0 done, 2 bad arguments, checkpoint or data")
-    parser.add_argument("--checkpoint", nargs="+",
-                        help="one or more checkpoints (e.g. best.pt); default: the shipped models of --shipped")
-    parser.add_argument("--shipped", choices=tuple(SHIPPED), default="mt",
-                        help="which shipped models to score when no --checkpoint is given (default mt)")
-    parser.add_argument("--data", default=str(idrid_root()),
-                        help="the data folder in IDRiD's layout (default: the shipped real data set)")
-    parser.add_argument("--split", nargs="+", choices=("train", "test"), default=["test"],
-                        help="the split(s) to score, pooled (default test)")
-    parser.add_argument("--frame", choices=(*FRAMES, "both"), default="both",
-                        help="square: the network's 512 px square, as the paper; photo: the maps on each "
-                        "uncropped photograph against its stored masks; both (default)")
-    parser.add_argument("--out", help="folder for results.md and the PR curves (default: eval-SPLIT next to "
-                        "the checkpoints; runs/eval-shipped-MODE-SPLIT for the shipped models)")
-    parser.add_argument("--batch-size", type=int, default=4, help="photographs per forward pass (default 4)")
-    parser.add_argument("--missing", choices=("negative", "skip"), default="negative",
-                        help="a photograph without a lesion's mask file: all negative (default) or left out")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="default: CUDA when present, else the CPU")
-    parser.add_argument("--cache", help="folder for the resized photographs (as in training)")
+    add = parser.add_argument
+    add("--checkpoint", nargs="+",
+        help="one or more checkpoints (e.g. best.pt); default: the shipped models of --shipped")
+    add("--shipped", choices=tuple(SHIPPED), default="mt",
+        help="which shipped models to score when no --checkpoint is given (default mt)")
+    add("--data", default=str(idrid_root()),
+        help="the data folder in IDRiD's layout (default: the shipped real data set)")
+    add("--split", nargs="+", choices=("train", "test"), default=["test"],
+        help="the split(s) to score, pooled (default test)")
+    add("--frame", choices=(*FRAMES, "both"), default="both",
+        help="square: the network's 512 px square, as the paper; photo: the maps on each "
+        "uncropped photograph against its stored masks; both (default)")
+    add("--out", help="folder for results.md and the PR curves (default: eval-SPLIT next to "
+        "the checkpoints; runs/eval-shipped-MODE-SPLIT for the shipped models)")
+    add("--batch-size", type=int, default=4, help="photographs per forward pass (default 4)")
+    add("--missing", choices=("negative", "skip"), default="negative",
+        help="a photograph without a lesion's mask file: all negative (default) or left out")
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto",
+        help="default: CUDA when present, else the CPU")
+    add("--cache", help="folder for the resized photographs (as in training)")
     return parser
 
 
 def main(argv=None):
     """The command line; returns the exit code (0 done, 2 bad arguments or data)."""
     args = build_parser().parse_args(argv)
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = "cuda" if cuda else "cpu"
     splits = list(dict.fromkeys(args.split))
     frames = FRAMES if args.frame == "both" else (args.frame,)
     try:
         checkpoints = args.checkpoint or shipped_checkpoints(args.shipped)
-        if args.checkpoint:
-            out = Path(args.out) if args.out else default_out(checkpoints, splits)
+        if args.out:
+            out = Path(args.out)
+        elif args.checkpoint:
+            out = default_out(checkpoints, splits)
         else:
-            out = Path(args.out) if args.out else Path("runs") / f"eval-shipped-{args.shipped}-{'+'.join(splits)}"
+            out = Path("runs") / f"eval-shipped-{args.shipped}-{'+'.join(splits)}"
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file; give a folder (new, or one an earlier evaluation wrote)")
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+            raise ValueError(
+                f"--out {out} is a file; give a folder (new, or one an earlier evaluation wrote)")
+        check_positive_flag("--batch-size", args.batch_size)
         for split in splits:
             try:
                 IDRiD(args.data, split)
-            except (ValueError, FileNotFoundError) as error:  # a wrong folder: say what layout was expected
+            except (ValueError, FileNotFoundError) as error:  # say what layout was expected
                 raise ValueError(f"--data {args.data}: {error}\n{EXPECTED_LAYOUT}") from error
-        by_frame = evaluate_frames(checkpoints, args.data, splits, frames, device, args.batch_size, args.cache,
-                                   args.missing)
+        by_frame = evaluate_frames(checkpoints, args.data, splits, frames, device,
+                                   args.batch_size, args.cache, args.missing)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ def fold_conv_bn(conv, bn):
     running mean and variance).
     """
     if conv.out_channels != bn.num_features:
-        raise ValueError(f"bn must have {conv.out_channels} features like the conv's outputs, got {bn.num_features}")
+        raise ValueError(f"bn must have {conv.out_channels} features like the conv's outputs, "
+                         f"got {bn.num_features}")
     folded = copy.deepcopy(conv)
     with torch.no_grad():
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (O,): s = γ / sqrt(σ² + ε)
@@ -32,7 +33,8 @@ def fold_conv_bn(conv, bn):
         folded.weight.copy_(conv.weight * scale[:, None, None, None])  # (O, C, k, k): W' = s W
         if folded.bias is None:
             folded.bias = nn.Parameter(torch.empty_like(bias))
-        folded.bias.copy_(scale * (bias - bn.running_mean) + bn.bias)  # (O,): b' = s (b − μ) + β
+        # (O,): b' = s (b − μ) + β
+        folded.bias.copy_(scale * (bias - bn.running_mean) + bn.bias)
     return folded
 
 
@@ -45,7 +47,8 @@ def fold_batchnorm(model):
     """
     blocks = [module for module in model.modules() if isinstance(module, REBNCONV)]
     if not blocks:
-        raise ValueError(f"model must contain REBNCONV blocks (a U2Net or an RSU), got {type(model).__name__}")
+        raise ValueError("model must contain REBNCONV blocks (a U2Net or an RSU), "
+                         f"got {type(model).__name__}")
     folded = copy.deepcopy(model).eval()
     for block in folded.modules():
         if isinstance(block, REBNCONV) and isinstance(block.bn, nn.BatchNorm2d):

@@ -59,9 +59,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from data_prep.checks import check_positive_int
+
 from .checkpoint import INFERENCE_KEYS, load_model
 from .fold import fold_batchnorm
-from .model import MIN_SIZE
+from .model import MIN_SIZE, fused_probabilities
 from .rsu import REBNCONV
 
 # The ONNX metadata key under which `export` stores the payload as JSON.
@@ -167,8 +169,7 @@ class TorchSession:
 
     def __init__(self, model, payload=None, device="cpu", optimize=True, threads=None, bf16=False):
         if threads is not None:
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+            check_positive_int("threads", threads, " or None")
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.in_ch = model.in_ch
@@ -197,8 +198,7 @@ class TorchSession:
         context = torch.inference_mode() if self.optimized else torch.no_grad()
         with context:
             x = x.to(self.device, self.dtype, memory_format=self.memory_format)  # (B, 3, H, W)
-            # $\hat y = \sigma(z_{\mathrm{fused}})$
-            y_hat = torch.sigmoid(self.model(x)[0].float())  # (B, C, H, W)
+            y_hat = fused_probabilities(self.model(x))  # (B, C, H, W)
             return y_hat.contiguous().cpu().numpy()  # (B, C, H, W), NCHW again
 
 
@@ -218,8 +218,8 @@ class OnnxSession:
     def __init__(self, model, threads=None, providers=("CPUExecutionProvider",)):
         import onnxruntime
 
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        if threads is not None:
+            check_positive_int("threads", threads, " or None")
         if isinstance(model, (str, Path)):
             if not Path(model).is_file():
                 raise FileNotFoundError(f"no ONNX file at {model}")
@@ -227,14 +227,16 @@ class OnnxSession:
         elif isinstance(model, bytes):
             source = model
         else:
-            raise ValueError(f"model must be a path to a .onnx file or its bytes, got {type(model).__name__}")
+            raise ValueError("model must be a path to a .onnx file or its bytes, got "
+                             f"{type(model).__name__}")
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or 0  # 0: one thread per physical core
         try:
             self.session = onnxruntime.InferenceSession(source, options, providers=list(providers))
         except Exception as error:
-            raise ValueError(f"ONNX Runtime cannot load {model if isinstance(model, (str, Path)) else 'the model'}: "
+            raise ValueError("ONNX Runtime cannot load "
+                             f"{model if isinstance(model, (str, Path)) else 'the model'}: "
                              f"{type(error).__name__}: {str(error).strip()[:300]}") from error
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
@@ -280,6 +282,7 @@ def load_session(path, device="cpu", threads=None, bf16=False):
 
 
 def load_for_prediction(path, device="cpu", bf16=False):
-    """`(session, payload)`: the same contract as `predict.load_model`, for its `loader=`."""
+    """`(session, payload)`: the contract of `checkpoint.load_model`, for `predict.Predictor`'s
+    `loader=` (its default)."""
     session = load_session(path, device, bf16=bf16)
     return session, session.payload

@@ -1,11 +1,10 @@
 """
 # Lesions and tasks
 
-The four lesions of IDRiD, in the one order used everywhere in this project (arrays,
-channels, tables, colours): microaneurysms **MA**, haemorrhages **HE**, hard exudates
-**EX** (the paper's HX) and soft exudates **SE** (the paper's SX).
-
-The paper trains three kinds of model (Section 3):
+The four lesions, MA, HE, EX and SE in that order, are the data's vocabulary and live in
+`data_prep/lesions.py` (re-exported here: `LESIONS`, `LESION_NAMES`, `LESION_COLOURS`,
+`lesion_indices`). This file adds the paper's tasks, the lesions each model learns
+(Section 3):
 
 - single-task (`st`): one model per lesion, one output channel each;
 - dual-task (`dt`): a "red" model for MA + HE and a "white" model for EX + SE,
@@ -13,21 +12,10 @@ The paper trains three kinds of model (Section 3):
 - multi-task (`mt`): one model with four output channels.
 """
 
-LESIONS = ("MA", "HE", "EX", "SE")
+from data_prep.lesions import LESION_COLOURS, LESION_NAMES, LESIONS, lesion_indices
 
-LESION_NAMES = {
-    "MA": "microaneurysms",
-    "HE": "haemorrhages",
-    "EX": "hard exudates",
-    "SE": "soft exudates",
-}
-
-# One colour per lesion, used by every figure and overlay; chosen to stand out on the
-# orange-red of a fundus photograph.
-# Chosen to stand out on a fundus photograph, which is orange and red with yellow
-# exudates and dark vessels: none of them is yellow, orange or red (EX is blue, against
-# the yellow of the exudates themselves).
-LESION_COLOURS = {"MA": "#00e5ff", "HE": "#39d353", "EX": "#2f6bff", "SE": "#ff3df2"}
+__all__ = ["LESIONS", "LESION_NAMES", "LESION_COLOURS", "TASK_GROUPS", "lesion_indices",
+           "models_for_mode"]
 
 # The lesion groups each mode trains, one tuple per model.
 TASK_GROUPS = {
@@ -35,17 +23,6 @@ TASK_GROUPS = {
     "dt": (("MA", "HE"), ("EX", "SE")),
     "mt": (("MA", "HE", "EX", "SE"),),
 }
-
-
-def lesion_indices(lesions):
-    """Channel indices of `lesions` in the project order, e.g. ("EX", "SE") -> [2, 3]."""
-    lesions = tuple(lesions)
-    unknown = [name for name in lesions if name not in LESIONS]
-    if unknown or not lesions:
-        raise ValueError(f"lesions must be a non-empty subset of {LESIONS}, got {lesions}")
-    if len(set(lesions)) != len(lesions):
-        raise ValueError(f"lesions must not repeat, got {lesions}")
-    return [LESIONS.index(name) for name in lesions]
 
 
 def models_for_mode(mode, lesion=None):

@@ -30,7 +30,10 @@ did, and it gives no undefined per-image values for images without a lesion).
 
 - **No positive pixel** for a lesion: recall is $0/0$, so AUPR is undefined and we return
   `nan` (scikit-learn returns 0.0 with a warning; 0.0 would read as "a very bad model").
-  A mean over lesions that includes a `nan` is `nan` too, shown as "n/a" in tables.
+  A mean over lesions leaves such a `nan` out (`lesion_mean`: the mean of the defined
+  values, `nan` only when none is): one rule for the tables, `metrics.csv` and the
+  choice of `best.pt`, which would otherwise never improve on a validation set without
+  a lesion.
 - **Dice with no positives and no positive predictions** is $0/0$; we return **1.0**: the
   prediction agrees with the target everywhere, and 1.0 is also the limit of the
   smoothed Dice $(2TP + s)/(2TP + FP + FN + s)$ that the loss uses.
@@ -51,6 +54,13 @@ kept exactly.
 import numpy as np
 
 from .lesions import LESIONS
+
+
+def lesion_mean(values):
+    """The mean of the defined values among `values` (one per lesion): a `nan` (an AUPR
+    without positive pixels) is left out; `nan` when no value is defined."""
+    defined = [float(v) for v in values if not np.isnan(v)]
+    return sum(defined) / len(defined) if defined else float("nan")
 
 
 def _check_binary(y_true, name="y_true"):
@@ -332,14 +342,14 @@ class LesionScores:
     def results(self):
         """Everything a results table needs: per-lesion AUPR and Dice, their means, image counts.
 
-        The means run over this object's lesions; a `nan` AUPR makes the mean `nan`.
+        The means run over this object's lesions whose value is defined (`lesion_mean`).
         """
         aupr, dice = self.aupr(), self.dice()
         return {
             "lesions": self.lesions,
             "aupr": aupr,
             "dice": dice,
-            "mean_aupr": float(np.mean(list(aupr.values()))),
-            "mean_dice": float(np.mean(list(dice.values()))),
+            "mean_aupr": lesion_mean(aupr.values()),
+            "mean_dice": lesion_mean(dice.values()),
             "n_images": {name: acc.n_images for name, acc in self.accumulators.items()},
         }

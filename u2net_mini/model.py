@@ -24,6 +24,8 @@ down, pooling would pool a single pixel with itself).
 import torch
 from torch import nn
 
+from data_prep.checks import check_positive_int
+
 from .rsu import make_block, max_pool, upsample_like
 
 MODEL_NAMES = ("xs", "small", "full")
@@ -33,7 +35,8 @@ MIN_SIZE = 32  # 2^5: five poolings between En_1 and En_6
 ENCODERS = ("En_1", "En_2", "En_3", "En_4", "En_5", "En_6")
 DECODERS = ("De_1", "De_2", "De_3", "De_4", "De_5")  # De_l reads En_l's skip
 STAGE_BLOCKS = {
-    "En_1": "RSU-7", "En_2": "RSU-6", "En_3": "RSU-5", "En_4": "RSU-4", "En_5": "RSU-4F", "En_6": "RSU-4F",
+    "En_1": "RSU-7", "En_2": "RSU-6", "En_3": "RSU-5", "En_4": "RSU-4",
+    "En_5": "RSU-4F", "En_6": "RSU-4F",
     "De_1": "RSU-7", "De_2": "RSU-6", "De_3": "RSU-5", "De_4": "RSU-4", "De_5": "RSU-4F",
 }
 SIDE_STAGES = ("De_1", "De_2", "De_3", "De_4", "De_5", "En_6")  # side 1 … side 6
@@ -50,13 +53,11 @@ FULL_CHANNELS = {
 def _check_width(width):
     if width == "full":
         return
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive int (b) or 'full', got {width!r}")
+    check_positive_int("width", width, " (b) or 'full'")
 
 
 def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int(name, value)
 
 
 def stage_channels(width, in_ch=3):
@@ -64,7 +65,8 @@ def stage_channels(width, in_ch=3):
     _check_width(width)
     _check_positive("in_ch", in_ch)
     if width == "full":
-        return {stage: (in_ch if c_in is None else c_in, mid, out) for stage, (c_in, mid, out) in FULL_CHANNELS.items()}
+        return {stage: (in_ch if c_in is None else c_in, mid, out)
+                for stage, (c_in, mid, out) in FULL_CHANNELS.items()}
     b = width
     channels = {stage: (4 * b, b, 4 * b) for stage in ENCODERS}
     channels["En_1"] = (in_ch, b, 4 * b)
@@ -101,7 +103,8 @@ class U2Net(nn.Module):
         if x.dim() != 4:
             raise ValueError(f"x must be 4-D (B, {self.in_ch}, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_ch:
-            raise ValueError(f"x must have {self.in_ch} channels (dim 1), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have {self.in_ch} channels (dim 1), got shape {tuple(x.shape)}")
         if x.shape[2] < MIN_SIZE or x.shape[3] < MIN_SIZE:
             raise ValueError(f"x must have H and W >= {MIN_SIZE}, got {x.shape[2]}×{x.shape[3]}")
 
@@ -118,7 +121,8 @@ class U2Net(nn.Module):
         stage_outputs = [h]  # will hold De_1 … De_5, En_6
         for level in reversed(range(len(self.decoders))):  # De_5 first
             skip = features[level]
-            h = self.decoders[level](torch.cat([upsample_like(h, skip), skip], dim=1))  # (B, out, H_l, W_l)
+            h = torch.cat([upsample_like(h, skip), skip], dim=1)  # (B, in, H_l, W_l)
+            h = self.decoders[level](h)  # (B, out, H_l, W_l)
             stage_outputs.insert(0, h)  # De_5 goes in first and ends up before En_6
 
         sides = []
@@ -139,6 +143,16 @@ def u2net_full(out_ch=1, in_ch=3):
 def u2net_small(out_ch=1, in_ch=3):
     """mid = 16, out = 64 everywhere: U²-Net† of Qin et al. (1.13 M parameters at out_ch = 1)."""
     return U2Net(out_ch, NAMED_WIDTHS["small"], in_ch)
+
+
+def fused_probabilities(outputs):
+    r"""$\hat y = \sigma(z_{\mathrm{fused}})$: the network's prediction, float32 (B, C, H, W).
+
+    `outputs` are the seven logits of `U2Net.forward` (or any sequence whose first is the
+    fused output); the six side outputs only train. Float32 whatever precision the
+    logits came in (bfloat16 under autocast).
+    """
+    return torch.sigmoid(outputs[0].float())  # (B, C, H, W)
 
 
 def u2net_xs(out_ch=1, in_ch=3):
@@ -180,7 +194,8 @@ def model_from_config(config):
         raise ValueError(f"config for model name {name!r} must give 'width'")
     model = U2Net(config["out_ch"], width, config.get("in_ch", 3))
     if model.config["name"] != name:
-        raise ValueError(f"config name {name!r} does not fit width {width!r}, which is {model.config['name']!r}")
+        raise ValueError(f"config name {name!r} does not fit width {width!r}, "
+                         f"which is {model.config['name']!r}")
     if config.get("folded", False):
         from .fold import fold_batchnorm
 

@@ -47,9 +47,11 @@ def _check(photo, y_hat, lesions):
     lesions = tuple(lesions)
     lesion_indices(lesions)  # ValueError for unknown or repeated names
     if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
-        raise ValueError(f"photo must be an (H, W, 3) uint8 RGB array, got {photo.dtype} {photo.shape}")
+        raise ValueError(f"photo must be an (H, W, 3) uint8 RGB array, got {photo.dtype} "
+                         f"{photo.shape}")
     if y_hat.shape != (len(lesions),) + photo.shape[:2]:
-        raise ValueError(f"y_hat must have shape {(len(lesions),) + photo.shape[:2]} (one map per lesion "
+        raise ValueError(f"y_hat must have shape {(len(lesions),) + photo.shape[:2]} (one map per "
+                         "lesion "
                          f"{lesions} on the photo's grid), got {y_hat.shape}")
     if np.isnan(y_hat).any() or y_hat.min() < 0 or y_hat.max() > 1:
         raise ValueError("y_hat must be probabilities in [0, 1]")
@@ -64,7 +66,8 @@ def blend(photo, y_hat, lesions, threshold=THRESHOLD, opacity=OPACITY):
     """
     photo, y_hat, lesions = _check(photo, y_hat, lesions)
     if not 0 < threshold <= 1 or not 0 <= opacity <= 1:
-        raise ValueError(f"threshold must be in (0, 1] and opacity in [0, 1], got {threshold} and {opacity}")
+        raise ValueError(f"threshold must be in (0, 1] and opacity in [0, 1], got {threshold} and "
+                         f"{opacity}")
     out = photo.astype(np.float64)  # (H, W, 3)
     for name, probability in zip(lesions, y_hat):
         # $a = \omega \hat y [\hat y \ge t]$

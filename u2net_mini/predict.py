@@ -45,13 +45,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.atomic import atomic_write
 from data_prep.fundus import to_original
 from data_prep.idrid import is_greyscale, read_image
 from data_prep.pipeline import preprocess
 
-from .atomic import atomic_write
+from .checkpoint import preprocessing_arguments
 from .inference import load_for_prediction
 from .lesions import LESIONS
+from .model import fused_probabilities
 from .overlay import THRESHOLD, display_pair, save_overlay
 from .shipped import SHIPPED, shipped_checkpoints
 
@@ -66,7 +68,7 @@ def probabilities(model, x):
     `u2net_mini.inference` (which returns y_hat itself).
     """
     if isinstance(model, torch.nn.Module):
-        return torch.sigmoid(model(x)[0].float())  # (B, C, s, s)
+        return fused_probabilities(model(x))  # (B, C, s, s)
     return torch.as_tensor(model(x))  # (B, C, s, s)
 
 
@@ -81,7 +83,8 @@ class Predictor:
         self.parts = [loader(path, self.device) for path in checkpoints]
         sizes = {payload["input_size"] for _, payload in self.parts}
         if len(sizes) > 1:
-            raise ValueError(f"the checkpoints must share one input size to combine, got sizes {sorted(sizes)}")
+            raise ValueError("the checkpoints must share one input size to combine, got sizes "
+                             f"{sorted(sizes)}")
         self.size = sizes.pop()
         names = [name for _, payload in self.parts for name in payload["lesions"]]
         repeated = sorted({name for name in names if names.count(name) > 1})
@@ -96,14 +99,12 @@ class Predictor:
         """
         maps, geometry = {}, None
         for model, payload in self.parts:
-            options = payload["preprocessing"]
-            x, geometry = preprocess(image, payload["input_size"], payload["mean"], payload["std"],
-                                     clahe=options.get("clahe", True),
-                                     clahe_channel=options.get("clahe_channel", "lab"),
-                                     **({"threshold": options["threshold"]} if "threshold" in options else {}))
-            y_hat = probabilities(model, torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()  # (c, s, s)
+            x, geometry = preprocess(image, **preprocessing_arguments(payload))
+            # (c, s, s)
+            y_hat = probabilities(model, torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()
             maps.update(zip(payload["lesions"], y_hat))
-        return np.stack([maps[name] for name in self.lesions]).astype(np.float32), geometry  # (C, s, s)
+        # (C, s, s)
+        return np.stack([maps[name] for name in self.lesions]).astype(np.float32), geometry
 
 
 def output_files(image_path, out, original_grid):
@@ -124,7 +125,8 @@ def predict_image(predictor, image_path, files, threshold=THRESHOLD):
     """Read, predict and write one photograph's files; ValueError / FileNotFoundError if it cannot."""
     image = read_image(image_path)  # (H, W, 3)
     if is_greyscale(image):
-        print(f"warning: {image_path} is a greyscale photograph; the models were trained on colour fundus "
+        print(f"warning: {image_path} is a greyscale photograph; the models were trained on colour "
+              "fundus "
               "photographs, so its maps are unreliable", file=sys.stderr)
     y_hat, geometry = predictor(image)  # (C, s, s)
     save_npy(files["maps"], y_hat)
@@ -150,15 +152,22 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.predict",
                                      description="Lesion maps and overlays for fundus photographs "
                                      "(by default with the shipped U²-XS-Net).",
-                                     epilog="exit codes: 0 every photograph done, 1 some skipped, 2 bad arguments")
-    parser.add_argument("images", nargs="*", help="photographs (JPEG, PNG, TIFF) or folders of them")
+                                     epilog="exit codes: 0 every photograph done, 1 some skipped, 2 "
+                                            ""
+                                            ""
+                                            ""
+                                            ""
+                                            ""
+                                            "bad arguments")
+    parser.add_argument("images", nargs="*", help="photographs (JPEG, PNG, TIFF) or folders of "
+                                                  "them")
     models = parser.add_mutually_exclusive_group()
     models.add_argument("--checkpoint", action="extend", nargs="+",
                         help="best.pt of an mt run, or the st/dt models of one run together "
                         "(default: the shipped models, see --shipped)")
     models.add_argument("--onnx", action="extend", nargs="+",
-                        help="ONNX (.onnx or .ort, fp32 or int8) files written by python -m u2net_mini.export "
-                        "(run with ONNX Runtime on the CPU)")
+                        help="ONNX files (.onnx or .ort, fp32 or int8) written by python -m "
+                             "u2net_mini.export (run with ONNX Runtime on the CPU)")
     models.add_argument("--shipped", choices=tuple(SHIPPED),
                         help="the U²-XS-Net models shipped in the package: mt (the default when no "
                         "--checkpoint or --onnx is given) or the dt pair")
@@ -167,18 +176,21 @@ def build_parser():
                         help="also write the maps on each photograph's own grid")
     parser.add_argument("--threshold", type=float, default=THRESHOLD,
                         help=f"probability from which the overlay paints (default {THRESHOLD})")
-    parser.add_argument("--overwrite", action="store_true", help="replace files an earlier prediction wrote")
+    parser.add_argument("--overwrite", action="store_true", help="replace files an earlier "
+                                                                 "prediction wrote")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="default: CUDA when present, else the CPU")
     parser.add_argument("--bf16", action="store_true",
-                        help="run checkpoints in bfloat16 where the device does it natively, else float32")
+                        help="run checkpoints in bfloat16 where the device does it natively, else "
+                             "float32")
     return parser
 
 
 def main(argv=None):
     """The command line; returns the exit code (0 all done, 1 some photographs skipped, 2 bad arguments)."""
     parser = build_parser()
-    args = parser.parse_intermixed_args(argv)  # photographs may come before, between and after the options
+    # photographs may come before, between and after the options
+    args = parser.parse_intermixed_args(argv)
     # `--checkpoint A photo.jpg` gives the photograph to --checkpoint: hand such values back
     for option in ("checkpoint", "onnx"):
         values = getattr(args, option) or []
@@ -200,14 +212,16 @@ def main(argv=None):
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; give a folder for the overlays and maps")
         if clashes:
-            raise ValueError(f"photographs with the same name would write the same files: {clashes}")
+            raise ValueError("photographs with the same name would write the same files: "
+                             f"{clashes}")
         if existing and not args.overwrite:
             raise ValueError(f"{len(existing)} output files exist already, e.g. {existing[0]}; "
                              "use --overwrite to replace them or choose another --out")
         if not 0 < args.threshold <= 1:
             raise ValueError(f"--threshold must be in (0, 1], got {args.threshold}")
         if args.bf16 and args.onnx:
-            raise ValueError("--bf16 applies to --checkpoint; an ONNX file runs as exported (see export --fp16)")
+            raise ValueError("--bf16 applies to --checkpoint; an ONNX file runs as exported (see "
+                             "export --fp16)")
         loader = functools.partial(load_for_prediction, bf16="auto" if args.bf16 else False)
         models = args.checkpoint or args.onnx or shipped_checkpoints(args.shipped or "mt")
         predictor = Predictor(models, "cpu" if args.onnx else device, loader=loader)

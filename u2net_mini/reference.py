@@ -20,10 +20,11 @@ The torch module names are the keys: `encoders.0` is En_1, `decoders.0` is De_1,
 import numpy as np
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default; the state dict does not store it
-MIN_SIZE = 32
+MIN_SIZE = 32  # 2^5, the same as model.MIN_SIZE (repeated: this NumPy pass needs no torch)
 
 # (height, dilated) of each stage, in the order of the torch ModuleLists.
-ENCODER_BLOCKS = ((7, False), (6, False), (5, False), (4, False), (4, True), (4, True))  # En_1 … En_6
+# En_1 … En_6
+ENCODER_BLOCKS = ((7, False), (6, False), (5, False), (4, False), (4, True), (4, True))
 DECODER_BLOCKS = ((7, False), (6, False), (5, False), (4, False), (4, True))  # De_1 … De_5
 
 
@@ -47,20 +48,25 @@ def conv2d(x, weight, bias=None, padding=0, dilation=1):
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"x and weight must be 4-D, got shapes {x.shape} and {weight.shape}")
     if x.shape[1] != weight.shape[1]:
-        raise ValueError(f"weight must have {x.shape[1]} input channels like x, got shape {weight.shape}")
+        raise ValueError(f"weight must have {x.shape[1]} input channels like x, got shape "
+                         f"{weight.shape}")
     batch, channels, height, width = x.shape
     out_channels, _, kernel_h, kernel_w = weight.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))  # (B, C, H + 2p, W + 2p)
+    # (B, C, H + 2p, W + 2p)
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     out_h = height + 2 * padding - dilation * (kernel_h - 1)
     out_w = width + 2 * padding - dilation * (kernel_w - 1)
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"kernel {kernel_h}×{kernel_w} with dilation {dilation} does not fit a padded {padded.shape[2:]} input")
-    y = np.zeros((batch, out_channels, out_h * out_w), dtype=np.result_type(x, weight))  # (B, O, H' W')
+        raise ValueError(f"kernel {kernel_h}×{kernel_w} with dilation {dilation} does not fit a "
+                         f"padded {padded.shape[2:]} input")
+    # (B, O, H' W')
+    y = np.zeros((batch, out_channels, out_h * out_w), dtype=np.result_type(x, weight))
     for i in range(kernel_h):
         for j in range(kernel_w):
             shifted = padded[:, :, i * dilation : i * dilation + out_h, j * dilation : j * dilation + out_w]  # (B, C, H', W')
             # $\sum_c W_{o,c,i,j} x_{b,c,h+di-p,w+dj-p}$ for all b, o, h, w at once
-            y += weight[:, :, i, j] @ shifted.reshape(batch, channels, out_h * out_w)  # (O, C) @ (B, C, H'W') -> (B, O, H'W')
+            # (O, C) @ (B, C, H'W') -> (B, O, H'W')
+            y += weight[:, :, i, j] @ shifted.reshape(batch, channels, out_h * out_w)
     y = y.reshape(batch, out_channels, out_h, out_w)  # (B, O, H', W')
     if bias is not None:
         y = y + bias[None, :, None, None]  # (B, O, H', W')
@@ -82,7 +88,8 @@ def max_pool_2x2(x):
     """2×2 max-pooling, stride 2, ceil mode: a last odd row or column is pooled alone."""
     batch, channels, height, width = x.shape
     out_h, out_w = -(-height // 2), -(-width // 2)  # ceil(H / 2), ceil(W / 2)
-    padded = np.full((batch, channels, 2 * out_h, 2 * out_w), -np.inf, dtype=x.dtype)  # (B, C, 2H', 2W')
+    # (B, C, 2H', 2W')
+    padded = np.full((batch, channels, 2 * out_h, 2 * out_w), -np.inf, dtype=x.dtype)
     padded[:, :, :height, :width] = x  # -inf never wins a max, so the overhang is ignored
     return padded.reshape(batch, channels, out_h, 2, out_w, 2).max(axis=(3, 5))  # (B, C, H', W')
 
@@ -94,7 +101,8 @@ def _linear_taps(n_in, n_out):
     $i_1 = \min(i_0 + 1, n_{in} - 1)$, $\lambda = s - i_0$: output $o$ is
     $(1 - \lambda)\, x_{i_0} + \lambda\, x_{i_1}$.
     """
-    source = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)  # (n_out,): pixel centres line up
+    # (n_out,): pixel centres line up
+    source = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
     first = np.floor(source).astype(np.int64)  # (n_out,)
     second = np.minimum(first + 1, n_in - 1)  # (n_out,): the border pixel is repeated
     weight = source - first  # (n_out,): λ
@@ -112,7 +120,8 @@ def resize_bilinear(x, size):
     weight_h = weight_h.astype(x.dtype)[:, None]  # (H_out, 1)
     weight_w = weight_w.astype(x.dtype)  # (W_out,)
     y = (1 - weight_h) * x[:, :, rows_0, :] + weight_h * x[:, :, rows_1, :]  # (B, C, H_out, W)
-    return (1 - weight_w) * y[:, :, :, cols_0] + weight_w * y[:, :, :, cols_1]  # (B, C, H_out, W_out)
+    # (B, C, H_out, W_out)
+    return (1 - weight_w) * y[:, :, :, cols_0] + weight_w * y[:, :, :, cols_1]
 
 
 def _weight(state, key, dtype):
@@ -154,10 +163,12 @@ def rsu(state, prefix, x, height, dilated=False):
             h = max_pool_2x2(h)  # (B, mid, ceil(H_l / 2), ceil(W_l / 2))
         h = rebnconv(state, f"{prefix}.encoder.{level}", h, dilations[level])  # (B, mid, H_l, W_l)
         skips.append(h)
-    h = rebnconv(state, f"{prefix}.bottom", h, 2 * dilations[-1] if dilated else 2)  # (B, mid, H_deepest, W_deepest)
+    # (B, mid, H_deepest, W_deepest)
+    h = rebnconv(state, f"{prefix}.bottom", h, 2 * dilations[-1] if dilated else 2)
     for level in reversed(range(levels)):
         skip = skips[level]
-        h = resize_bilinear(h, skip.shape[2:])  # (B, mid, H_l, W_l); the identity at the deepest level
+        # (B, mid, H_l, W_l); the identity at the deepest level
+        h = resize_bilinear(h, skip.shape[2:])
         h = rebnconv(state, f"{prefix}.decoder.{level}", np.concatenate([h, skip], axis=1), dilations[level])  # (B, mid or out, H_l, W_l)
     return h + x_in  # (B, out, H, W)
 
@@ -192,7 +203,8 @@ def forward_numpy(state, config, x):
     stage_outputs = [h]  # De_1 … De_5, En_6 once the decoders have run
     for level in reversed(range(len(DECODER_BLOCKS))):
         skip = features[level]
-        joined = np.concatenate([resize_bilinear(h, skip.shape[2:]), skip], axis=1)  # (B, 2 out, H_l, W_l)
+        # (B, 2 out, H_l, W_l)
+        joined = np.concatenate([resize_bilinear(h, skip.shape[2:]), skip], axis=1)
         h = rsu(state, f"decoders.{level}", joined, *DECODER_BLOCKS[level])  # (B, out, H_l, W_l)
         stage_outputs.insert(0, h)
 
@@ -208,24 +220,11 @@ def forward_numpy(state, config, x):
     return (fused, *sides)
 
 
-def randomize_batchnorm(module, seed=0):
-    """Give every batch norm of the torch `module` random, non-trivial statistics; eval mode.
+def __getattr__(name):
+    """`reference.randomize_batchnorm` (lessons 3 and 4) now lives in `random_batchnorm.py`;
+    imported on first use, so that this NumPy forward pass still loads without torch."""
+    if name == "randomize_batchnorm":
+        from .random_batchnorm import randomize_batchnorm
 
-    A fresh batch norm (mean 0, variance 1, γ = 1, β = 0) is nearly the identity, which
-    would hide a wrong batch norm, fold or decoder from any comparison of forward passes.
-    The shift β is drawn positive so that few ReLUs are dead: a block whose U-branch
-    outputs only zeros would hide a wrong decoder. `seed` is an int or a
-    `numpy.random.Generator`. Returns `module`, changed in place.
-    """
-    rng = np.random.default_rng(seed)
-    import torch  # here: the NumPy forward pass itself needs no torch
-
-    with torch.no_grad():
-        for bn in module.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                c = bn.num_features
-                bn.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 0.1, c)))  # (C,)
-                bn.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, c)))  # (C,)
-                bn.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, c)))  # (C,) γ
-                bn.bias.copy_(torch.from_numpy(rng.uniform(0.0, 0.4, c)))  # (C,) β > 0: few dead ReLUs
-    return module.eval()
+        return randomize_batchnorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

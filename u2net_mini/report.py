@@ -15,8 +15,10 @@ import math
 
 from matplotlib.figure import Figure
 
-from .atomic import atomic_write
+from data_prep.atomic import atomic_write
+
 from .lesions import LESION_COLOURS, LESIONS
+from .metrics import lesion_mean
 
 ROW_KEYS = ("model", "mode", "params", "input_size", "aupr", "dice")
 
@@ -44,11 +46,6 @@ def format_score(value):
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
-def _mean(values):
-    # a nan (an undefined AUPR) makes the mean undefined too
-    return sum(values) / len(values) if values else float("nan")
-
-
 def results_table(rows, lesions=LESIONS):
     """A Markdown table with one line per evaluated model (or group of models).
 
@@ -70,14 +67,16 @@ def results_table(rows, lesions=LESIONS):
             raise ValueError(f"row {index} lacks {missing}; a row needs {ROW_KEYS}")
         unknown = [name for name in list(row["aupr"]) + list(row["dice"]) if name not in lesions]
         if unknown:
-            raise ValueError(f"row {index} has scores for {sorted(set(unknown))}, not among {lesions}")
+            raise ValueError(f"row {index} has scores for {sorted(set(unknown))}, not among "
+                             f"{lesions}")
         if type(row["input_size"]) is not int or row["input_size"] <= 0:
-            raise ValueError(f"row {index}: input_size must be a positive int, got {row['input_size']!r}")
+            raise ValueError(f"row {index}: input_size must be a positive int, got "
+                             f"{row['input_size']!r}")
         cells = [str(row["model"]), str(row["mode"]), format_params(row["params"]), f"{row['input_size']} px"]
         for metric in ("aupr", "dice"):
             scores = row[metric]
             cells += [format_score(scores[name]) if name in scores else "–" for name in lesions]
-            cells.append(format_score(_mean([float(v) for v in scores.values()])))
+            cells.append(format_score(lesion_mean(scores.values())))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -101,7 +100,8 @@ def pr_curve_figure(curves, aupr=None, title="Precision-recall curves"):
     axes = figure.add_subplot()
     for name, (precision, recall) in curves.items():
         if len(precision) != len(recall):
-            raise ValueError(f"{name}: precision and recall differ in length, {len(precision)} and {len(recall)}")
+            raise ValueError(f"{name}: precision and recall differ in length, {len(precision)} and "
+                             f"{len(recall)}")
         label = name if aupr is None or name not in aupr else f"{name} (AUPR {format_score(aupr[name])})"
         axes.plot(recall, precision, color=LESION_COLOURS.get(name), label=label, linewidth=1.5)
     axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
@@ -135,7 +135,8 @@ def training_curve_figure(history):
     losses = [key for key in columns if key.endswith("loss")]
     auprs = [key for key in columns if "aupr" in key]
     if not losses:
-        raise ValueError(f"the training history needs a column ending in 'loss', got {sorted(columns)}")
+        raise ValueError("the training history needs a column ending in 'loss', got "
+                         f"{sorted(columns)}")
     panels = [("loss", losses)] + ([("validation AUPR", auprs)] if auprs else []) + (
         [("learning rate", ["lr"])] if "lr" in columns else [])
     figure = Figure(figsize=(4.5 * len(panels), 3.5), dpi=100, layout="constrained")

@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_prep.checks import check_positive_int
+
 RSU_HEIGHTS = (4, 5, 6, 7)
 
 
 def _check_channels(**channels):
     for name, value in channels.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
 
 
 def max_pool(x):
@@ -42,7 +43,8 @@ def max_pool(x):
 
 def upsample_like(x, target):
     """Resize `x` bilinearly to the H, W of `target` (`align_corners=False`)."""
-    return F.interpolate(x, size=target.shape[-2:], mode="bilinear", align_corners=False)  # (B, C, H_t, W_t)
+    # (B, C, H_t, W_t)
+    return F.interpolate(x, size=target.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class REBNCONV(nn.Module):

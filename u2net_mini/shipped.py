@@ -2,7 +2,7 @@
 # The shipped models: U²-XS-Net trained on real IDRiD, ready to use
 
     from u2net_mini import lesion_maps
-    y_hat = lesion_maps("photo.jpg")      # (4, H, W) float32: MA, HE, EX, SE on the photograph's own pixels
+    y_hat = lesion_maps("photo.jpg")  # (4, H, W) float32: MA, HE, EX, SE, photograph's pixels
 
 The package carries the weights of U²-XS-Net trained by this project on the 54 real
 training photographs of IDRiD (`data_prep/shipped/idrid`), as inference-only checkpoints
@@ -44,7 +44,8 @@ def shipped_checkpoints(mode=DEFAULT_MODE):
     paths = [WEIGHTS_DIR / f"{name}.pt" for name in SHIPPED[mode]]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"the shipped {mode} weights are missing from this installation: {missing}")
+        raise FileNotFoundError(f"the shipped {mode} weights are missing from this installation: "
+                                f"{missing}")
     return paths
 
 
@@ -52,7 +53,8 @@ def provenance(name):
     """The provenance record (a dict) of the shipped model `name`, e.g. "xs_mt"."""
     path = WEIGHTS_DIR / f"{name}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no provenance file {path}; shipped models are {sorted(sum(SHIPPED.values(), ()))}")
+        raise FileNotFoundError(f"no provenance file {path}; shipped models are "
+                                f"{sorted(sum(SHIPPED.values(), ()))}")
     return json.loads(path.read_text())
 
 
@@ -69,7 +71,8 @@ def lesion_maps(photo, mode=DEFAULT_MODE, device="cpu"):
 
     image = read_image(photo) if isinstance(photo, (str, Path)) else np.asarray(photo)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"photo must be a path or an (H, W, 3) uint8 RGB array, got {image.dtype} {image.shape}")
+        raise ValueError(f"photo must be a path or an (H, W, 3) uint8 RGB array, got {image.dtype} "
+                         f"{image.shape}")
     y_hat, geometry = _predictor(mode, str(device))(image)  # (C, s, s)
     return to_original(y_hat, geometry)  # (C, H, W)
 

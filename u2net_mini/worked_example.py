@@ -31,17 +31,21 @@ def explain(y=TARGET, y_hat=PROBABILITY, lesions=LESIONS, alpha=0.75, gamma=1.0,
         positives, negatives = y[:, k].sum(), (1 - y[:, k]).sum()
         lines += [
             f"{name}: y = {y[0, k].astype(int).tolist()}, y_hat = {y_hat[0, k].tolist()}",
-            f"  r = neg / (pos + 1) = {negatives:g} / {positives + 1:g} = {negatives / (positives + 1):.7f}",
+            f"  r = neg / (pos + 1) = {negatives:g} / {positives + 1:g} = "
+            f"{negatives / (positives + 1):.7f}",
             f"  w = r^(1/8) / sum_j r_j^(1/8) = {weights[k]:.7f}",
             f"  fBCE = {focal[k]:.7f}",
-            f"  D = 1 - (2*{(y[:, k] * y_hat[:, k]).sum():g} + s) / ({y[:, k].sum():g} + {y_hat[:, k].sum():g} + s)"
+            f"  D = 1 - (2*{(y[:, k] * y_hat[:, k]).sum():g} + s) / ({y[:, k].sum():g} + "
+            f"{y_hat[:, k].sum():g} + s)"
             f" = {dice[k]:.7f}",
             f"  alpha*fBCE + (1-alpha)*D = {per_channel[k]:.7f}",
         ]
     terms = " + ".join(f"{per_channel[k]:.7f}*{weights[k]:.7f}" for k in range(len(lesions)))
     lines += ["", f"L = 1/{len(lesions)} * ({terms}) = {total:.7f}"]
-    twin = losses.lesion_loss(torch.logit(torch.from_numpy(y_hat)), torch.from_numpy(y), alpha, gamma, smooth)
-    lines += [f"torch twin on the logits of y_hat: {twin.item():.7f} (difference {abs(twin.item() - total):.1e})"]
+    logits = torch.logit(torch.from_numpy(y_hat))  # (B, C, H, W)
+    twin = losses.lesion_loss(logits, torch.from_numpy(y), alpha, gamma, smooth)
+    lines += [f"torch twin on the logits of y_hat: {twin.item():.7f} (difference "
+              f"{abs(twin.item() - total):.1e})"]
     lines += [f"deep supervision, seven identical outputs: 7 * L = {7 * total:.7f}"]
     return lines
 

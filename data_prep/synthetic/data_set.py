@@ -1,5 +1,5 @@
 """
-# A synthetic IDRiD-like data set: the project's built-in data
+# A synthetic IDRiD-like data set: one photograph, and a whole data set on disk
 
 Not part of the paper. The paper trains and tests on IDRiD (Porwal et al. 2018), which
 cannot ship with the project. This module paints colour fundus photographs with the four
@@ -12,10 +12,10 @@ alike and every lesson and test runs on a laptop with no download.
     python -m data_prep.synthetic --out data/synthetic --size 256
 
 A photograph is painted in four steps: the frame, the healthy background, optic disc and
-macula (`synthetic_retina.py`); the vessel trees (`synthetic_vessels.py`); the lesions and
-their masks (`synthetic_lesions.py`); the disc cut out of a black surround, with sensor
-noise (`synthetic_retina.finish`). Shapes are rasterised with sub-pixel anti-aliasing
-(`synthetic_draw.py`). docs/data.md shows the result beside a real photograph and lists the
+macula (`retina.py`); the vessel trees (`vessels.py`); the lesions and
+their masks (`lesions.py`); the disc cut out of a black surround, with sensor
+noise (`retina.finish`). Shapes are rasterised with sub-pixel anti-aliasing
+(`draw.py`). docs/data.md shows the result beside a real photograph and lists the
 measurements behind the constants.
 
 Departure from real data, on purpose: lesions are drawn at least 2 px wide when the disc
@@ -27,7 +27,6 @@ times smaller; `visible_at=None` draws them at their real size.
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -35,12 +34,13 @@ import numpy as np
 from PIL import Image
 
 from data_prep.idrid import image_folder, mask_folder, write_mask
-from data_prep.synthetic_lesions import paint_lesions
-from data_prep.synthetic_retina import FRAMES, background, finish, make_geometry
-from data_prep.synthetic_vessels import paint_vessels
-from u2net_mini.lesions import LESIONS
+from data_prep.lesions import LESIONS
 
-MIN_SIZE = 64  # below this the vessels and the optic disc are a few pixels
+from .lesions import paint_lesions
+from .retina import FRAMES, background, finish, make_anatomy
+from .vessels import paint_vessels
+
+MIN_PAINTED_SIZE = 64  # below this the vessels and the optic disc are a few pixels
 SUPERSAMPLE = 4  # shapes are drawn on a grid 4 times finer, then averaged
 JPEG_QUALITY = 95
 
@@ -72,20 +72,23 @@ def make_fundus(seed, size=512, *, frame="square", visible_at=160, presence=None
     # with the same lesions in the same places, at any size.
     streams = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5)]
     geometry, healthy, vessels, lesions, noise = streams
-    geo = make_geometry(geometry, int(size), frame)
+    geo = make_anatomy(geometry, int(size), frame)
     image = background(healthy, geo)  # (H, W, 3) float32, the healthy retina with optic disc
     image = paint_vessels(vessels, geo, image, SUPERSAMPLE)  # (H, W, 3)
-    image, masks = paint_lesions(lesions, geo, image, visible_at, SUPERSAMPLE, presence)  # (H, W, 3), (4, H, W)
+    # (H, W, 3), (4, H, W)
+    image, masks = paint_lesions(lesions, geo, image, visible_at, SUPERSAMPLE, presence)
     return finish(noise, geo, image), masks  # (H, W, 3) uint8, (4, H, W) bool
 
 
 def check_size(size):
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise ValueError(f"size must be an integer of at least {MIN_SIZE} pixels, got {size!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_PAINTED_SIZE:
+        raise ValueError(
+            f"size must be an integer of at least {MIN_PAINTED_SIZE} pixels, got {size!r}")
 
 
 def check_visible_at(visible_at):
-    ok = isinstance(visible_at, (int, float, np.integer, np.floating)) and not isinstance(visible_at, bool)
+    number = isinstance(visible_at, (int, float, np.integer, np.floating))
+    ok = number and not isinstance(visible_at, bool)
     if visible_at is not None and not (ok and visible_at >= 16):
         raise ValueError(f"visible_at must be None or a number of pixels >= 16, got {visible_at!r}")
 
@@ -126,8 +129,8 @@ def write_split(root, split, numbers, size, seed, frame, visible_at):
     return counts
 
 
-def write_idrid_layout(root, n_train=54, n_test=27, size=512, seed=0, frame="square", visible_at=160,
-                       progress=None):
+def write_idrid_layout(root, n_train=54, n_test=27, size=512, seed=0, frame="square",
+                       visible_at=160, progress=None):
     """Write a synthetic set in IDRiD's layout and encoding under `root`; returns `root`.
 
     Training images are IDRiD_01 … IDRiD_{n_train}, test images are numbered after them
@@ -158,10 +161,12 @@ def write_idrid_layout(root, n_train=54, n_test=27, size=512, seed=0, frame="squ
         numbers = {"train": range(1, n_train + 1), "test": range(n_train + 1, n_train + n_test + 1)}
         counts = {}
         for split in ("train", "test"):
-            counts[split] = write_split(staging, split, numbers[split], size, seed, frame, visible_at)
+            counts[split] = write_split(staging, split, numbers[split], size, seed, frame,
+                                        visible_at)
             if progress is not None:
                 progress(split, len(numbers[split]), counts[split])
-        (staging / "README.txt").write_text(readme_text(n_train, n_test, size, seed, frame, visible_at, counts))
+        readme = readme_text(n_train, n_test, size, seed, frame, visible_at, counts)
+        (staging / "README.txt").write_text(readme)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; this is an ordinary folder
@@ -178,9 +183,11 @@ def readme_text(n_train, n_test, size, seed, frame, visible_at, counts):
     per_split = "\n".join(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in c.items())
                           for split, c in counts.items())
     return (
-        "SYNTHETIC fundus photographs in the layout and file encoding of IDRiD (segmentation part).\n"
-        "Not real patients: painted by data_prep/synthetic.py of u2net_mini.\n"
-        f"n_train={n_train} n_test={n_test} size={size} seed={seed} frame={frame} visible_at={visible_at}\n"
+        "SYNTHETIC fundus photographs in the layout and file encoding of IDRiD "
+        "(segmentation part).\n"
+        "Not real patients: painted by data_prep/synthetic/ of u2net_mini.\n"
+        f"n_train={n_train} n_test={n_test} size={size} seed={seed} frame={frame} "
+        f"visible_at={visible_at}\n"
         "Image IDRiD_k is make_fundus((seed, k), size, frame=frame, visible_at=visible_at)\n"
         "(with frame='mixed': 'idrid' when k is a multiple of 3, else 'square').\n"
         "Images with each lesion (mask file present):\n"
@@ -189,32 +196,33 @@ def readme_text(n_train, n_test, size, seed, frame, visible_at, counts):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m data_prep.synthetic",
-                                     description="Write a synthetic IDRiD-like data set in IDRiD's layout.")
-    parser.add_argument("--out", required=True, help="new (or empty) folder to write the data set into")
-    parser.add_argument("--n-train", type=int, default=54, help="training images (IDRiD has 54)")
-    parser.add_argument("--n-test", type=int, default=27, help="test images (IDRiD has 27)")
-    parser.add_argument("--size", type=int, default=512, help="image width in pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--frame", choices=FRAMES + ("mixed",), default="square",
-                        help="square photographs, IDRiD's 4288 x 2848 frame, or every third one in it")
-    parser.add_argument("--visible-at", type=int, default=160,
-                        help="the input size a model will train at: lesions stay >= 2 px wide there (default 160)")
-    parser.add_argument("--real-sizes", action="store_true", help="draw lesions at their real sizes (ignore --visible-at)")
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep.synthetic",
+        description="Write a synthetic IDRiD-like data set in IDRiD's layout.")
+    add = parser.add_argument
+    add("--out", required=True, help="new (or empty) folder to write the data set into")
+    add("--n-train", type=int, default=54, help="training images (IDRiD has 54)")
+    add("--n-test", type=int, default=27, help="test images (IDRiD has 27)")
+    add("--size", type=int, default=512, help="image width in pixels")
+    add("--seed", type=int, default=0)
+    add("--frame", choices=FRAMES + ("mixed",), default="square",
+        help="square photographs, IDRiD's 4288 x 2848 frame, or every third one in it")
+    add("--visible-at", type=int, default=160,
+        help="the input size a model will train at: lesions stay >= 2 px wide there (default 160)")
+    add("--real-sizes", action="store_true",
+        help="draw lesions at their real sizes (ignore --visible-at)")
     args = parser.parse_args(argv)
 
     def progress(split, n, counts):
-        print(f"{split}: {n} images; with MA/HE/EX/SE: " + "/".join(str(counts[k]) for k in LESIONS))
+        with_each = "/".join(str(counts[k]) for k in LESIONS)
+        print(f"{split}: {n} images; with MA/HE/EX/SE: {with_each}")
 
     try:
         visible_at = None if args.real_sizes else args.visible_at
-        root = write_idrid_layout(args.out, args.n_train, args.n_test, args.size, args.seed, args.frame,
-                                  visible_at, progress)
+        root = write_idrid_layout(args.out, args.n_train, args.n_test, args.size, args.seed,
+                                  args.frame, visible_at, progress)
     except (ValueError, FileExistsError) as error:
         parser.exit(2, f"error: {error}\n")
     print(f"wrote {root}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """
 # The synthetic vessel tree
 
-Not part of the paper: the vessels of the synthetic fundus (`data_prep/synthetic.py`).
+Not part of the paper: the vessels of the synthetic fundus (`data_prep/synthetic/`).
 They matter for the lesions: haemorrhages and microaneurysms are dark red like the vessels,
 so a model must learn shape (round dots and blots against long tapering lines), as it must
 on real photographs.
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from data_prep.synthetic_draw import Canvas
+from .draw import Canvas
 
 STEP = 0.012  # growth step / R
 VEIN_WIDTH = 0.022  # trunk width at the optic disc / R
@@ -75,7 +75,8 @@ def grow_tree(rng, geo, trunk_width):
                 queue.append((x, y, child_heading, rng.normal(0, 1.0) / radius, child_width, depth + 1))
                 width *= 0.92
         if len(points) > 1:
-            vessels.append((np.array(points, np.float32), np.array(widths, np.float32)))  # (N, 2), (N,)
+            # (N, 2), (N,)
+            vessels.append((np.array(points, np.float32), np.array(widths, np.float32)))
     return vessels
 
 

@@ -1,8 +1,8 @@
 """
 # The healthy synthetic fundus: frame, disc, illumination, optic disc, macula, texture
 
-Not part of the paper: the background on which `data_prep/synthetic.py` paints lesions.
-The vessel tree is in `synthetic_vessels.py`, the lesions in `synthetic_lesions.py`.
+Not part of the paper: the background on which `data_prep/synthetic/` paints lesions.
+The vessel tree is in `vessels.py`, the lesions in `lesions.py`.
 
 Every length is a fraction of the disc radius `R` (the visible retina), so the picture is
 the same at any `size`. Constants were calibrated, at development time, on two real IDRiD
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_prep.synthetic_draw import bandpass_noise, smooth_field
+from .draw import bandpass_noise, smooth_field
 
 FRAMES = ("square", "idrid")
 IDRID_ASPECT = 4288 / 2848  # width / height of an IDRiD photograph
@@ -52,8 +52,9 @@ BLACK = np.array([4, 2, 2], np.float32)  # (3,) the surround: median (5, 1, 2) a
 
 
 @dataclass
-class Geometry:
-    """Where things are in one synthetic photograph (pixels; x right, y down)."""
+class Anatomy:
+    """Where things are in one synthetic photograph (pixels; x right, y down); not to be
+    confused with `fundus.Geometry`, the crop and resize of any photograph."""
 
     height: int
     width: int
@@ -80,7 +81,7 @@ class Geometry:
         return (r < self.radius - pad) & (y > pad) & (y < self.height - 1 - pad)
 
 
-def make_geometry(rng, size, frame="square"):
+def make_anatomy(rng, size, frame="square"):
     """Frame, disc, optic disc and fovea of one photograph `size` pixels wide."""
     if frame == "square":
         height = width = size
@@ -98,7 +99,7 @@ def make_geometry(rng, size, frame="square"):
     fovea_x = od_x - side * rng.uniform(0.64, 0.72) * radius
     fovea_y = od_y + rng.uniform(0.02, 0.1) * radius
     od_radius = rng.uniform(*OD_RADIUS) * radius
-    return Geometry(height, width, cx, cy, radius, od_x, od_y, od_radius, fovea_x, fovea_y, side)
+    return Anatomy(height, width, cx, cy, radius, od_x, od_y, od_radius, fovea_x, fovea_y, side)
 
 
 def disc_alpha(geo, xs, ys):
@@ -113,10 +114,12 @@ def background(rng, geo):
     weights = rng.dirichlet([1.0, 1.0, 0.4])  # (3,) a mix of the calibrated colours, mostly IDRiD's
     base = (weights @ BASE_COLOURS * rng.uniform(0.92, 1.08, 3)).astype(np.float32)  # (3,)
     r = np.hypot(xs - geo.cx, ys - geo.cy) / geo.radius  # (H, W) 0 at the centre, 1 at the edge
-    vignette = 1 - rng.uniform(0.6, 1.3) * VIGNETTE * np.minimum(r / 0.9, 1.1)[..., None] ** 3  # (H, W, 3)
+    # (H, W, 3)
+    vignette = 1 - rng.uniform(0.6, 1.3) * VIGNETTE * np.minimum(r / 0.9, 1.1)[..., None] ** 3
     # Uneven illumination: a slow field, +-7 % (std), slightly different per channel.
     light = 1 + 0.07 * smooth_field(rng, geo.height, geo.width, cells=3)[..., None]  # (H, W, 1)
-    tint = 1 + 0.03 * np.stack([smooth_field(rng, geo.height, geo.width, 2) for _ in range(3)], -1)  # (H, W, 3)
+    # (H, W, 3)
+    tint = 1 + 0.03 * np.stack([smooth_field(rng, geo.height, geo.width, 2) for _ in range(3)], -1)
     # Choroidal texture: blobs of about 1 % of R, 1-2 % of the intensity.
     texture = 1 + rng.uniform(0.006, 0.016) * bandpass_noise(rng, geo.height, geo.width, 0.01 * geo.radius)  # (H, W)
     d_macula = np.hypot(xs - geo.fovea_x, ys - geo.fovea_y) / geo.radius  # (H, W)
@@ -131,7 +134,8 @@ def optic_disc(rng, geo, image, xs, ys):
     """Brighten and yellow the optic disc (slightly tall ellipse) with a paler cup: (H, W, 3)."""
     dx, dy = (xs - geo.od_x) / geo.od_radius, (ys - geo.od_y) / (geo.od_radius * rng.uniform(1.03, 1.15))
     d = np.hypot(dx, dy)  # (H, W) 1 on the rim of the optic disc
-    rim = 1 / (1 + np.exp(np.minimum((d - 1) / 0.08, 50)))  # (H, W) soft edge over ~10 % of its radius
+    # (H, W) soft edge over ~10 % of its radius
+    rim = 1 / (1 + np.exp(np.minimum((d - 1) / 0.08, 50)))
     halo = 0.2 * np.exp(-0.5 * (np.maximum(d - 1, 0) / 0.5) ** 2)  # (H, W) peripapillary glow
     cup_x = 0.25 * geo.side * rng.uniform(-1, 1)  # the cup sits off-centre
     d_cup = np.hypot(dx - cup_x, dy) / rng.uniform(0.35, 0.55)  # (H, W)

@@ -1,7 +1,7 @@
 r"""
 # The four synthetic lesions: where, how big, what colour, and their masks
 
-Not part of the paper: the lesions of the synthetic fundus (`data_prep/synthetic.py`), in
+Not part of the paper: the lesions of the synthetic fundus (`data_prep/synthetic/`), in
 the project's order MA, HE, EX, SE.
 
 - **MA** microaneurysms: tiny round dark-red dots, scattered over the posterior pole.
@@ -53,8 +53,9 @@ survive shrinking and JPEG and to be learned by the demo's small model in a few 
 import cv2
 import numpy as np
 
-from data_prep.synthetic_draw import Canvas, bandpass_noise
-from u2net_mini.lesions import LESIONS
+from data_prep.lesions import LESIONS
+
+from .draw import Canvas, bandpass_noise
 
 # Probability that an image has each lesion: IDRiD has MA in 81/81, HE 80/81, EX 81/81,
 # SE 40/81 images; a few images without MA, HE or EX keep the "absent" case exercised.
@@ -82,7 +83,8 @@ def sample_points(rng, geo, n, centre, spread):
     inside the disc and away from the optic disc."""
     candidates = np.asarray(centre, np.float64) + rng.normal(0, spread * geo.radius, (4 * n + 16, 2))  # (M, 2)
     inside = geo.inside(candidates[:, 0], candidates[:, 1], margin=0.08)  # (M,)
-    clear = np.hypot(candidates[:, 0] - geo.od_x, candidates[:, 1] - geo.od_y) > 1.4 * geo.od_radius  # (M,)
+    # (M,)
+    clear = np.hypot(candidates[:, 0] - geo.od_x, candidates[:, 1] - geo.od_y) > 1.4 * geo.od_radius
     return candidates[inside & clear][:n]  # (n', 2)
 
 
@@ -109,7 +111,8 @@ def draw_ma(rng, geo, floor, ss):
     """Microaneurysm coverage (H, W): round dots 0.003-0.009 R wide, centred on pixel centres
     so that each covers at least half of one pixel."""
     canvas = Canvas(geo.height, geo.width, ss)
-    points = sample_points(rng, geo, log_uniform_int(rng, 8, 80), (geo.fovea_x, geo.fovea_y), 0.4)  # (n, 2)
+    # (n, 2)
+    points = sample_points(rng, geo, log_uniform_int(rng, 8, 80), (geo.fovea_x, geo.fovea_y), 0.4)
     for x, y in np.round(points):
         d = max(rng.uniform(0.003, 0.009) * geo.radius, floor)
         canvas.ellipse(x, y, d / 2, d / 2 * rng.uniform(0.85, 1.0), rng.uniform(0, 180))
@@ -121,7 +124,8 @@ def draw_he(rng, geo, floor, ss):
     smallest microaneurysm (a dot haemorrhage is told from a microaneurysm by its size)."""
     canvas = Canvas(geo.height, geo.width, ss)
     floor = HE_FLOOR * floor
-    points = sample_points(rng, geo, log_uniform_int(rng, 3, 30), (geo.fovea_x, geo.fovea_y), 0.45)  # (n, 2)
+    # (n, 2)
+    points = sample_points(rng, geo, log_uniform_int(rng, 3, 30), (geo.fovea_x, geo.fovea_y), 0.45)
     for x, y in points:
         kind = rng.choice(["blot", "dot", "flame"], p=[0.55, 0.2, 0.25])
         if kind == "flame":  # along the nerve fibres: pointing away from the optic disc
@@ -143,7 +147,8 @@ def draw_he(rng, geo, floor, ss):
 def draw_ex(rng, geo, floor, ss):
     """Hard-exudate coverage (H, W): sharp irregular specks in clusters and rings."""
     canvas = Canvas(geo.height, geo.width, ss)
-    centres = sample_points(rng, geo, int(rng.integers(1, 6)), (geo.fovea_x, geo.fovea_y), 0.3)  # (k, 2)
+    # (k, 2)
+    centres = sample_points(rng, geo, int(rng.integers(1, 6)), (geo.fovea_x, geo.fovea_y), 0.3)
     for cx, cy in centres:
         n = log_uniform_int(rng, 10, 80)
         if rng.random() < 0.35:  # circinate ring around a leaking spot
@@ -153,11 +158,13 @@ def draw_ex(rng, geo, floor, ss):
             rho = ring * rng.normal(1, 0.12, n)  # (n,)
             xy = np.stack([cx + rho * np.cos(theta), cy + rho * np.sin(theta)], -1)  # (n, 2)
         else:
-            xy = np.array([cx, cy]) + rng.normal(0, rng.uniform(0.02, 0.06) * geo.radius, (n, 2))  # (n, 2)
+            # (n, 2)
+            xy = np.array([cx, cy]) + rng.normal(0, rng.uniform(0.02, 0.06) * geo.radius, (n, 2))
         keep = geo.inside(xy[:, 0], xy[:, 1], margin=0.08)  # (n,)
         keep &= np.hypot(xy[:, 0] - geo.od_x, xy[:, 1] - geo.od_y) > 1.4 * geo.od_radius
         # Speck widths: log-normal, median 0.012 R (0.006 D), 90th percentile ~0.024 R.
-        diameters = np.clip(np.exp(rng.normal(np.log(0.012), 0.55, n)), 0.005, 0.1) * geo.radius  # (n,)
+        # (n,)
+        diameters = np.clip(np.exp(rng.normal(np.log(0.012), 0.55, n)), 0.005, 0.1) * geo.radius
         for (x, y), d in zip(xy[keep], diameters[keep]):
             canvas.polygon(blob(rng, x, y, max(d, floor) / 2, 0.5, rng.uniform(0.6, 1.0), n_vertices=12))
     return blur(canvas.coverage(), blur_sigma("EX", geo))  # (H, W)
@@ -168,7 +175,8 @@ def draw_se(rng, geo, floor, ss):
     canvas = Canvas(geo.height, geo.width, ss)
     for _ in range(int(rng.integers(1, 5))):
         up = rng.choice([-1, 1])
-        angle = up * np.pi / 2 + geo.side * rng.uniform(0.0, 0.9) * up  # above or below, leaning temporal
+        # above or below, leaning temporal
+        angle = up * np.pi / 2 + geo.side * rng.uniform(0.0, 0.9) * up
         distance = rng.uniform(0.25, 0.6) * geo.radius
         x, y = geo.od_x + distance * np.cos(angle), geo.od_y + distance * np.sin(angle)
         if not geo.inside(x, y, margin=0.12):
@@ -226,7 +234,8 @@ def paint_lesions(rng, geo, image, visible_at=160, ss=4, presence=None):
     for name in reversed(PAINT_ORDER):
         visible[name] = clip_to_fringe(coverage[name] * hidden, blur_sigma(name, geo))  # (H, W)
         hidden = hidden * (1 - coverage[name])  # (H, W)
-    texture = np.clip(bandpass_noise(rng, geo.height, geo.width, 0.006 * geo.radius), -2, 2)  # (H, W)
+    # (H, W)
+    texture = np.clip(bandpass_noise(rng, geo.height, geo.width, 0.006 * geo.radius), -2, 2)
     colour = {  # L_k(b) and the opacity o_k (per pixel where the lesion is textured)
         "HE": (image * HE_FACTOR * rng.uniform(0.93, 1.07), rng.uniform(0.8, 1.0)),
         "MA": (image * MA_FACTOR * rng.uniform(0.93, 1.07), rng.uniform(0.85, 1.0)),

@@ -1,7 +1,7 @@
 """
 # Drawing with coverage: the rasteriser behind the synthetic fundus
 
-Not part of the paper: a tool for `data_prep/synthetic.py`, which paints IDRiD-like
+Not part of the paper: a tool for `data_prep/synthetic/`, which paints IDRiD-like
 photographs with lesions whose masks must sit exactly where the lesions are drawn.
 
 A `Canvas` draws shapes with OpenCV on a grid `ss` times finer than the image and averages
@@ -74,7 +74,8 @@ class Canvas:
 
     def coverage(self):
         """Fraction of each image pixel covered (times the drawn value): (H, W) float32."""
-        small = cv2.resize(self.fine, (self.width, self.height), interpolation=cv2.INTER_AREA)  # (H, W)
+        # (H, W)
+        small = cv2.resize(self.fine, (self.width, self.height), interpolation=cv2.INTER_AREA)
         return small.astype(np.float32) / 255.0  # (H, W)
 
 
@@ -89,11 +90,13 @@ def inset(points, distance):
     # The shoelace sum's sign says whether the vertices run clockwise or counter-clockwise.
     following = np.roll(points, -1, axis=0)  # (N, 2)
     orientation = np.sign(np.sum(points[:, 0] * following[:, 1] - following[:, 0] * points[:, 1]))
-    normals = orientation * np.stack([-edges[:, 1], edges[:, 0]], -1) / lengths[:, None]  # (N, 2) inward
+    # (N, 2) inward
+    normals = orientation * np.stack([-edges[:, 1], edges[:, 0]], -1) / lengths[:, None]
     before = np.roll(normals, 1, axis=0)  # (N, 2) the normal of the edge that ends at vertex i
     bisector = before + normals  # (N, 2)
     unit = bisector / np.maximum(np.hypot(*bisector.T), 1e-12)[:, None]  # (N, 2)
-    cos_half = np.maximum(np.sum(unit * normals, axis=1), 0.2)  # (N,) capped: spikes move at most 5x
+    # (N,) capped: spikes move at most 5x
+    cos_half = np.maximum(np.sum(unit * normals, axis=1), 0.2)
     return points + unit * (distance / cos_half)[:, None]  # (N, 2)
 
 
