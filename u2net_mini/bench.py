@@ -461,15 +461,18 @@ def precision_aupr(checkpoint, data, split="test", cache_dir=None, precisions=("
     nan and is left out), "limit", "within_limit", "skipped" {precision: reason}}.
     """
     from data_prep.dataset import LesionDataset
+    from data_prep.idrid import IDRiD
 
-    from .checkpoint import load_model
+    from .checkpoint import load_model, preprocessing_arguments
+    from .evaluate import score_dataset
     from .export import calibration_from_data, onnx_bytes
     from .metrics import LesionScores
     from .quantize import CALIBRATION_PHOTOS
 
     unknown = [name for name in precisions if name not in ("fp32", "bf16", "int8")]
     if unknown or "fp32" not in precisions:
-        raise ValueError(f"precisions must include fp32 and be some of fp32, bf16, int8, got {list(precisions)}")
+        raise ValueError(f"precisions must include fp32 and be some of fp32, bf16, int8, "
+                         f"got {list(precisions)}")
     fp32 = TorchSession.from_checkpoint(checkpoint)
     payload = fp32.payload
     sessions, skipped = {"fp32": fp32}, {}
@@ -481,23 +484,21 @@ def precision_aupr(checkpoint, data, split="test", cache_dir=None, precisions=("
     if "int8" in precisions:
         count = calibration_photos
         if count is None:
-            count = min(CALIBRATION_PHOTOS, len(LesionDataset(data, "train", size=payload["input_size"])))
+            count = min(CALIBRATION_PHOTOS, len(IDRiD(data, "train")))
         calibration = calibration_from_data(payload, data, count, cache_dir=cache_dir)
         model, _ = load_model(checkpoint)
         sessions["int8"] = OnnxSession(onnx_bytes(model, payload, calibration=calibration))
-    options = payload["preprocessing"]
-    dataset = LesionDataset(data, split, lesions=payload["lesions"], size=payload["input_size"],
-                            mean=payload["mean"], std=payload["std"], cache_dir=cache_dir,
-                            clahe=options.get("clahe", True), clahe_channel=options.get("clahe_channel", "lab"),
-                            **({"threshold": options["threshold"]} if "threshold" in options else {}))
-    scores = {name: LesionScores(payload["lesions"]) for name in sessions}
-    for i in range(len(dataset)):
-        x, y = dataset[i]  # (3, s, s), (C, s, s)
-        for name, session in sessions.items():
-            scores[name].update(y.numpy(), session(x[None])[0], dataset.present[i])
-    aupr = {name: score.aupr() for name, score in scores.items()}
-    result = {"split": split, "images": len(dataset), "aupr": aupr, "shift": {}, "max_shift": {}, "limit": {},
-              "within_limit": {}, "skipped": skipped}
+    dataset = LesionDataset(data, split, lesions=payload["lesions"], cache_dir=cache_dir,
+                            **preprocessing_arguments(payload))
+    aupr = {}
+    for name, session in sessions.items():  # evaluate's own scoring, one precision at a time
+        def predict(x, y, indices, session=session):
+            return torch.from_numpy(session(x))  # (B, C, s, s)
+
+        scores = score_dataset(predict, dataset, {"square": LesionScores(payload["lesions"])})
+        aupr[name] = scores["square"].aupr()
+    result = {"split": split, "images": len(dataset), "aupr": aupr, "shift": {}, "max_shift": {},
+              "limit": {}, "within_limit": {}, "skipped": skipped}
     for name in sessions:
         if name == "fp32":
             continue
@@ -512,11 +513,13 @@ def precision_aupr(checkpoint, data, split="test", cache_dir=None, precisions=("
 
 def aupr_table(check):
     """`precision_aupr`'s result as a Markdown table: one row per precision, its shift from fp32."""
+    from .metrics import lesion_mean
+
     lesions = list(check["aupr"]["fp32"])
     lines = [f"| precision | {' | '.join(lesions)} | mean | largest shift from fp32 |",
              "|---|" + "---|" * (len(lesions) + 2)]
     for name, values in check["aupr"].items():
-        mean = np.nanmean([values[lesion] for lesion in lesions])
+        mean = lesion_mean([values[lesion] for lesion in lesions])
         shift = "" if name == "fp32" else (f"{check['max_shift'][name]:.4f} "
                                            f"({'within' if check['within_limit'][name] else 'beyond'} "
                                            f"{check['limit'][name]})")

@@ -68,10 +68,9 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
-from .checkpoint import load_checkpoint, load_weights
+from .checkpoint import load_model
 from .fold import fold_batchnorm
 from .inference import METADATA_KEY, OnnxSession, payload_of
-from .model import model_from_config
 
 OPSET = 17
 TOLERANCE = {False: 1e-4, True: 1e-2}  # largest |y_hat(ORT) - y_hat(torch)|, by fp16
@@ -278,9 +277,7 @@ def main(argv=None):
     if not args.int8 and (args.calibration_data is not None or args.calibration_photos is not None):
         parser.error("--calibration-data and --calibration-photos go with --int8")
     try:
-        payload = load_checkpoint(args.checkpoint)
-        model = model_from_config(dict(payload["model_config"]))
-        load_weights(model, payload["state_dict"])
+        model, payload = load_model(args.checkpoint)
         calibration = None
         if args.int8:
             from data_prep.shipped import idrid_root

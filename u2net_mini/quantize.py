@@ -80,23 +80,14 @@ def calibration_batches(payload, root, count=CALIBRATION_PHOTOS, split="train", 
     """
     from data_prep.dataset import LesionDataset
 
+    from .checkpoint import preprocessing_arguments
+
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(
             f"the number of calibration photographs must be a positive int, got {count!r}"
         )
-    options = payload["preprocessing"]
-    data = LesionDataset(
-        root,
-        split,
-        lesions=payload["lesions"],
-        size=payload["input_size"],
-        mean=payload["mean"],
-        std=payload["std"],
-        cache_dir=cache_dir,
-        clahe=options.get("clahe", True),
-        clahe_channel=options.get("clahe_channel", "lab"),
-        **({"threshold": options["threshold"]} if "threshold" in options else {}),
-    )
+    data = LesionDataset(root, split, lesions=payload["lesions"], cache_dir=cache_dir,
+                         **preprocessing_arguments(payload))
     if count > len(data):
         raise ValueError(
             f"{count} calibration photographs asked for, "

@@ -16,11 +16,13 @@ docs/results.md.
 |---|---|---|
 | `mt` | `xs_mt.pt` | one network for MA, HE, EX, SE |
 | `dt` | `xs_dt_red.pt`, `xs_dt_white.pt` | red: MA + HE; white: EX + SE |
-| int8 | `xs_mt_int8.onnx` (0.39 MB; `xs_mt_int8.json`: calibration, AUPR fp32/bf16/int8) | `xs_mt` in 8-bit integers, for ONNX Runtime (`predict --onnx`, a phone) |
+| int8 | `xs_mt_int8.onnx` (0.39 MB) | `xs_mt` in 8 bits, for ONNX Runtime and phones |
 
 `shipped_checkpoints(mode)` gives the files (for `--checkpoint`, `predict.Predictor`,
 `evaluate.evaluate`); `python -m u2net_mini.predict photo.jpg --out maps` uses the
-multi-task model when no checkpoint is named. Nothing is ever downloaded.
+multi-task model when no checkpoint is named; `predict --onnx
+u2net_mini/weights/xs_mt_int8.onnx` runs its int8 twin (`xs_mt_int8.json`: calibration,
+AUPR in fp32, bf16 and int8; docs/performance.md). Nothing is ever downloaded.
 """
 
 import functools
