@@ -58,7 +58,7 @@ import onnx
 import torch
 
 from data_prep.shipped import idrid_root
-from u2net_mini import bench, counting, export, fold, inference, model, reference
+from u2net_mini import counting, export, fold, inference, model, reference, roofline
 from u2net_mini.checkpoint import load_model
 from u2net_mini.lesions import LESIONS
 from u2net_mini.quantize import calibration_batches
@@ -155,7 +155,7 @@ print(f"{'':>15} {'parameters':>12}" + "".join(f" {p:>9}" for p in bytes_per_val
 for name, count in counts.items():
     print(f"{name:>15} {count:12,}" + "".join(f" {count * v / 1e6:6.2f} MB" for v in bytes_per_value.values()))
 
-disk = bench.disk_bytes(xs)  # what torch.save(state_dict) writes, fp32 and fp16
+disk = roofline.disk_bytes(xs)  # what torch.save(state_dict) writes, fp32 and fp16
 buffers = sum(b.numel() * b.element_size() for b in xs.buffers())  # running mean, variance, counters
 print(f"\nXS state_dict on disk: {disk['fp32'] / 1e6:.2f} MB fp32 = {parameters * 4 / 1e6:.2f} MB of "
       f"parameters + {buffers / 1e6:.2f} MB of batch-norm buffers + the names and the file format")
@@ -232,7 +232,7 @@ for size, ms in floor_ms.items():
 
 # %% [markdown]
 # **The other floor: memory traffic.** Every layer also reads its inputs from memory and
-# writes its output. `bench.memory_traffic` counts those bytes (each operation reading its
+# writes its output. `roofline.memory_traffic` counts those bytes (each operation reading its
 # inputs and writing its output once, on PyTorch's "meta" device, which computes shapes
 # only), and a large copy measures how fast this machine moves bytes:
 
@@ -247,7 +247,7 @@ for _ in range(5):
     tries.append(time.perf_counter() - start)
 bandwidth_gbs = 2 * source.numel() * 4 / min(tries) / 1e9  # each byte read once and written once
 del source, target
-traffic = sum(bench.memory_traffic(inference.optimize_model(xs), SIZE).values())  # bytes, folded model
+traffic = sum(roofline.memory_traffic(inference.optimize_model(xs), SIZE).values())  # bytes, folded model
 print(f"copy: {bandwidth_gbs:.0f} GB/s; XS at {SIZE} × {SIZE} moves {traffic / 1e6:.0f} MB: "
       f"memory floor {1000 * traffic / (bandwidth_gbs * 1e9):.1f} ms")
 print(f"arithmetic intensity of XS: {2 * macs / traffic:.1f} FLOP per byte; "

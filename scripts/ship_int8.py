@@ -6,7 +6,7 @@ Run by hand at development time, after `scripts/ship_model.py`:
 
 exports `u2net_mini/weights/NAME.pt` with `export --int8` (calibrated on 16 training
 photographs of the shipped IDRiD copy), scores fp32, bf16 and int8 on the real test split
-at the paper's setting (the 512 px square; `bench.precision_aupr`), and writes
+at the paper's setting (the 512 px square; `precisions.precision_aupr`), and writes
 `NAME_int8.onnx` and `NAME_int8.json` (the AUPR table, the calibration photographs, the
 file's size and SHA-256, the commit) only if the file is at most 0.4 MB and int8 moves no
 lesion's AUPR by more than 0.01 from fp32. Otherwise it prints the table and exits 1,
@@ -24,9 +24,10 @@ import onnxruntime
 
 from data_prep.shipped import idrid_root
 from u2net_mini.atomic import atomic_write
-from u2net_mini.bench import aupr_table, precision_aupr
 from u2net_mini.checkpoint import load_model
-from u2net_mini.export import calibration_from_data, export_onnx
+from u2net_mini.export import export_onnx
+from u2net_mini.precisions import aupr_table, precision_aupr
+from u2net_mini.quantize import calibration_from_data
 from u2net_mini.shipped import WEIGHTS_DIR
 
 MAX_BYTES = 400_000  # 0.4 MB: the size a phone app's model should stay within (fp32 is 1.33 MB)

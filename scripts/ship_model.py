@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from data_prep.atomic import atomic_write
-from u2net_mini.bench import processor_name
 from u2net_mini.checkpoint import INFERENCE_KEYS, load_checkpoint, load_model, save_checkpoint
 from u2net_mini.evaluate import score_model
+from u2net_mini.roofline import processor_name
 from u2net_mini.shipped import WEIGHTS_DIR
 
 

@@ -10,14 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from u2net_mini import bench
-from u2net_mini.bench import PeakMemory, benchmark, disk_bytes, main, memory_traffic
+from u2net_mini import bench, precisions, roofline
+from u2net_mini.bench import PeakMemory, benchmark, main
 from u2net_mini.counting import conv_macs, count_parameters
 from u2net_mini.inference import TorchSession, bf16_supported
 from u2net_mini.lesions import LESIONS
 from u2net_mini.model import build_model
+from u2net_mini.roofline import disk_bytes, memory_traffic
 
-TIMED_FIELDS = {"status", "latency_ms_median", "latency_ms_min", "latency_ms_all", "fps", "throughput_ips",
+TIMED_FIELDS = {"status", "latency_ms_median", "latency_ms_min", "latency_ms_all", "fps",
+                "throughput_ips",
                 "peak_memory_mb", "max_abs_diff_vs_eager", "speedup_vs_eager"}
 
 
@@ -34,9 +36,11 @@ def test_model_figures_are_the_counted_ones(result):
     assert figures["parameters"] == count_parameters(model) == 291_532
     assert figures["conv_macs"] == conv_macs(model, 64, 64)
     assert figures["gflop"] == round(2 * figures["conv_macs"] / 1e9, 2)  # 1 MAC = 2 FLOP
-    assert 4 * figures["parameters"] < figures["disk_bytes"]["fp32"]  # weights, buffers, and the zip around them
+    # weights, buffers, and the zip around them
+    assert 4 * figures["parameters"] < figures["disk_bytes"]["fp32"]
     assert figures["disk_bytes"]["fp16"] < 0.6 * figures["disk_bytes"]["fp32"]
-    assert figures["traffic_bytes"]["optimized"] < figures["traffic_bytes"]["eager"]  # no batch-norm pass
+    # no batch-norm pass
+    assert figures["traffic_bytes"]["optimized"] < figures["traffic_bytes"]["eager"]
 
 
 def test_every_path_has_its_figures_and_agrees_with_eager(result):
@@ -54,12 +58,13 @@ def test_every_path_has_its_figures_and_agrees_with_eager(result):
 
 def test_cpu_features_are_read_from_the_flags():
     flags = "fpu avx2 avx512f avx512_vnni avx512_bf16 sse4_2".split()
-    assert bench.cpu_features(flags) == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
-    assert bench.cpu_features([]) == []
+    assert roofline.cpu_features(flags) == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
+    assert roofline.cpu_features([]) == []
 
 
 def test_context_is_recorded(result):
-    assert result["input"] == {"size": 64, "batch": 1, "throughput_batch": 2, "device": "cpu", "runs": 2, "warmup": 0}
+    assert result["input"] == {"size": 64, "batch": 1, "throughput_batch": 2, "device": "cpu",
+                               "runs": 2, "warmup": 0}
     machine = result["machine"]
     assert machine["matmul_gflops_fp32"] > 0 and machine["copy_bandwidth_gbs"] > 0
     assert len(result["load_average_before"]) == 3
@@ -108,10 +113,11 @@ def test_failing_compile_is_skipped_with_its_reason(monkeypatch):
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch, "compile", broken)
-    result = benchmark("xs", size=32, runs=1, warmup=0, throughput_batch=1, paths=("eager", "compile"),
-                       log=lambda text: None)
+    result = benchmark("xs", size=32, runs=1, warmup=0, throughput_batch=1,
+                       paths=("eager", "compile"), log=lambda text: None)
     row = result["paths"]["compile"]
-    assert row == {"status": "skipped", "reason": "torch.compile failed: RuntimeError: no C++ compiler"}
+    reason = "torch.compile failed: RuntimeError: no C++ compiler"
+    assert row == {"status": "skipped", "reason": reason}
     assert result["best"] == "eager"
 
 
@@ -127,7 +133,8 @@ def test_bad_arguments(kwargs, match):
         benchmark(**kwargs)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason="checks the message on a machine without CUDA")
 def test_cuda_without_cuda_is_an_error():
     with pytest.raises(ValueError, match="torch sees no CUDA device"):
         benchmark(device="cuda")
@@ -135,12 +142,13 @@ def test_cuda_without_cuda_is_an_error():
 
 def test_command_line_writes_json_and_a_table(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["--model", "xs", "--size", "32", "--runs", "1", "--warmup", "0", "--throughput-batch", "1",
-                 "--paths", "eager,folded", "--json", str(out)]) == 0
+    assert main(["--model", "xs", "--size", "32", "--runs", "1", "--warmup", "0",
+                 "--throughput-batch", "1", "--paths", "eager,folded", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "| eager |" in table and "| folded |" in table
-    features = bench.cpu_features()
-    assert (", ".join(features) if features else "none of") in table  # the header names the instruction sets
+    features = roofline.cpu_features()
+    # the header names the instruction sets
+    assert (", ".join(features) if features else "none of") in table
     saved = json.loads(out.read_text())
     assert set(saved["paths"]) == {"eager", "folded"} and saved["input"]["size"] == 32
     assert main(["--paths", "eager,nothing"]) == 2
@@ -163,15 +171,17 @@ def test_precision_aupr_scores_every_precision_on_the_same_photographs(tmp_path)
     write_idrid_layout(tmp_path / "data", n_train=2, n_test=2, size=64)
     torch.manual_seed(0)
     model = build_model("xs", 4).eval()
-    payload = {"model_config": dict(model.config), "state_dict": model.state_dict(), "lesions": LESIONS,
-               "input_size": 64, "mean": [0.3, 0.2, 0.1], "std": [0.2, 0.1, 0.1], "preprocessing": {"clahe": True}}
+    payload = {"model_config": dict(model.config), "state_dict": model.state_dict(),
+               "lesions": LESIONS, "input_size": 64, "mean": [0.3, 0.2, 0.1],
+               "std": [0.2, 0.1, 0.1], "preprocessing": {"clahe": True}}
     checkpoint = save_checkpoint(tmp_path / "best.pt", payload)
-    check = bench.precision_aupr(checkpoint, tmp_path / "data", cache_dir=tmp_path / "cache")
-    assert check["images"] == 2 and bench.AUPR_LIMITS == {"bf16": 0.005, "int8": 0.01}
-    assert check["limit"] == {name: bench.AUPR_LIMITS[name] for name in check["shift"]}
+    check = precisions.precision_aupr(checkpoint, tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert check["images"] == 2 and precisions.AUPR_LIMITS == {"bf16": 0.005, "int8": 0.01}
+    assert check["limit"] == {name: precisions.AUPR_LIMITS[name] for name in check["shift"]}
     assert set(check["aupr"]) == {"fp32", "int8"} | ({"bf16"} if bf16_supported("cpu") else set())
     # fp32 is the model as trained: the same AUPR as eager y_hat on the same inputs
-    data = LesionDataset(tmp_path / "data", "test", size=64, mean=payload["mean"], std=payload["std"],
+    data = LesionDataset(tmp_path / "data", "test", size=64, mean=payload["mean"],
+                         std=payload["std"],
                          cache_dir=tmp_path / "cache")
     eager = LesionScores(LESIONS)
     for i in range(len(data)):
@@ -180,15 +190,17 @@ def test_precision_aupr_scores_every_precision_on_the_same_photographs(tmp_path)
     for lesion, value in eager.aupr().items():
         assert check["aupr"]["fp32"][lesion] == pytest.approx(value, abs=1e-6, nan_ok=True)
         for name in check["shift"]:
-            assert check["shift"][name][lesion] == pytest.approx(abs(check["aupr"][name][lesion] - value),
+            shift = abs(check["aupr"][name][lesion] - value)
+            assert check["shift"][name][lesion] == pytest.approx(shift,
                                                                  abs=1e-6, nan_ok=True)
     for name in check["shift"]:
         assert check["within_limit"][name] == (check["max_shift"][name] <= check["limit"][name])
-    table = bench.aupr_table(check)
-    assert table.splitlines()[0] == "| precision | MA | HE | EX | SE | mean | largest shift from fp32 |"
+    table = precisions.aupr_table(check)
+    header = "| precision | MA | HE | EX | SE | mean | largest shift from fp32 |"
+    assert table.splitlines()[0] == header
     assert "| int8 | " in table and ("within 0.01" in table or "beyond 0.01" in table)
     with pytest.raises(ValueError, match="precisions must include fp32"):
-        bench.precision_aupr(checkpoint, tmp_path / "data", precisions=("int8",))
+        precisions.precision_aupr(checkpoint, tmp_path / "data", precisions=("int8",))
 
 
 def test_the_default_run_includes_int8_and_its_roofline():

@@ -20,11 +20,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from u2net_mini import export, quantize
 from u2net_mini.checkpoint import load_model, save_checkpoint
-from u2net_mini.export import Calibration, export_onnx, main, torch_probabilities
+from u2net_mini.export import export_onnx, main, torch_probabilities
 from u2net_mini.inference import METADATA_KEY, OnnxSession, load_session
 from u2net_mini.lesions import LESIONS
 from u2net_mini.model import build_model
 from u2net_mini.quantize import (
+    Calibration,
     _short_name,
     compact,
     kept_float_nodes,
@@ -252,7 +253,9 @@ def test_an_fp32_mobile_file_matches_eager_to_float_precision(model, tmp_path):
 
 def test_the_mobile_graph_leaves_out_the_x86_only_layout(model, monkeypatch):
     fp32 = export.to_onnx_bytes(model)  # float convolutions: what the blocked layout rewrites
-    domains = lambda data: {node.domain for node in onnx.load_from_string(data).graph.node}  # noqa: E731
+    def domains(data):
+        return {node.domain for node in onnx.load_from_string(data).graph.node}
+
     assert "com.microsoft.nchwc" not in domains(optimized_graph(fp32, "ONNX"))
     # what ONNX Runtime does on x86 by default
     monkeypatch.setattr(quantize, "X86_ONLY_OPTIMIZERS", ())

@@ -1,7 +1,8 @@
 r"""
 # Export for devices: one ONNX file that maps a photograph's input to lesion probabilities
 
-    python -m u2net_mini.export --checkpoint runs/mt/best.pt --onnx model.onnx [--fp16 | --int8] [--ort model.ort]
+    python -m u2net_mini.export --checkpoint runs/mt/best.pt --onnx model.onnx [--fp16 | --int8]
+                                [--ort model.ort]
 
 Not part of the paper, which argues that U²-XS-Net suits mobile screening but publishes no
 deployable model. What a device needs is the fused output through the sigmoid,
@@ -67,10 +68,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_write
+from data_prep.atomic import atomic_write
+
 from .checkpoint import load_model
 from .fold import fold_batchnorm
 from .inference import METADATA_KEY, OnnxSession, payload_of
+from .model import fused_probabilities
 
 OPSET = 17
 TOLERANCE = {False: 1e-4, True: 1e-2}  # largest |y_hat(ORT) - y_hat(torch)|, by fp16
@@ -88,7 +91,7 @@ class FusedProbability(nn.Module):
         self.model = model
 
     def forward(self, x):
-        return torch.sigmoid(self.model(x)[0])  # (B, C, H, W)
+        return fused_probabilities(self.model(x))  # (B, C, H, W)
 
 
 def to_onnx_bytes(model, opset=OPSET):
@@ -108,7 +111,7 @@ def to_onnx_bytes(model, opset=OPSET):
 
 
 def weights_to_fp16(graph):
-    """Store every float32 initializer of `graph` as float16 followed by a Cast back to float32."""
+    """Store every float32 initializer of `graph` as float16 followed by a Cast to float32."""
     from onnx import TensorProto, helper, numpy_helper
 
     casts, kept = [], []
@@ -116,9 +119,10 @@ def weights_to_fp16(graph):
         if tensor.data_type != TensorProto.FLOAT:
             kept.append(tensor)
             continue
-        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name + "_fp16")
-        kept.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=TensorProto.FLOAT))
+        half = numpy_helper.to_array(tensor).astype(np.float16)
+        kept.append(numpy_helper.from_array(half, tensor.name + "_fp16"))
+        casts.append(helper.make_node("Cast", [tensor.name + "_fp16"], [tensor.name],
+                                      to=TensorProto.FLOAT))
     graph.ClearField("initializer")
     graph.initializer.extend(kept)
     nodes = casts + list(graph.node)  # the casts first keeps the graph topologically sorted
@@ -131,40 +135,14 @@ def torch_probabilities(model, x):
     was_training = model.training
     try:
         with torch.no_grad():
-            return torch.sigmoid(model.eval()(torch.from_numpy(x))[0]).numpy()  # (B, C, H, W)
+            return fused_probabilities(model.eval()(torch.from_numpy(x))).numpy()  # (B, C, H, W)
     finally:
         model.train(was_training)
 
 
-class Calibration:
-    """What int8 quantization calibrates on: `batches` (each (B, 3, H, W) float32) and a record.
-
-    `record` (a JSON-able dict: which photographs, split, count, input size) is stored in
-    the file's metadata under `int8`.
-    """
-
-    def __init__(self, batches, record=None):
-        self.batches = list(batches)
-        if not self.batches:
-            raise ValueError("calibration needs at least one batch, got none")
-        self.record = dict(record or {})
-
-
-def calibration_from_data(payload, root, count=None, split="train", cache_dir=None, label=None):
-    """A `Calibration` from `count` photographs of `split` of the data folder `root`.
-
-    `label`: how the metadata names the data folder (default: `root` as given).
-    """
-    from .quantize import CALIBRATION_PHOTOS, calibration_batches
-
-    count = CALIBRATION_PHOTOS if count is None else count
-    names, batches = calibration_batches(payload, root, count, split, cache_dir)
-    return Calibration(batches, {"data": label or str(root), "split": split, "photographs": names, "count": len(names),
-                                 "input_size": payload["input_size"], "method": "MinMax"})
-
-
 def onnx_bytes(model, payload=None, fp16=False, opset=OPSET, calibration=None):
-    """The file's bytes, unchecked: the graph (fp32, fp16 weights, or int8 from `calibration`) and its metadata."""
+    """The file's bytes, unchecked: the graph (fp32, fp16 weights, or int8 from
+    `calibration`, a `quantize.Calibration`) with the metadata."""
     import onnx
 
     if fp16 and calibration is not None:
@@ -184,19 +162,19 @@ def onnx_bytes(model, payload=None, fp16=False, opset=OPSET, calibration=None):
     if calibration is not None:
         metadata["int8"] = calibration.record
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
-    proto.doc_string = "u2net_mini: y_hat = sigmoid(fused logits) of a U2-Net; x (B, 3, H, W) float32"
+    proto.doc_string = "u2net_mini: y_hat = sigmoid(fused logits) of a U2-Net; x (B, 3, H, W)"
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 
-def export_onnx(model, path, payload=None, fp16=False, overwrite=False, opset=OPSET, calibration=None,
-                ort_path=None):
+def export_onnx(model, path, payload=None, fp16=False, overwrite=False, opset=OPSET,
+                calibration=None, ort_path=None):
     """Export `model` (a U2Net) to the ONNX file `path`, check it with ONNX Runtime, write it.
 
     `payload`: the checkpoint's (see `checkpoint.py`), stored as metadata without the
     weights; None stores only `model.config` (enough for tests, not for `predict`).
-    `calibration`: a `Calibration` makes the file int8 (`quantize.py`); `fp16` and int8
-    exclude each other. `ort_path`: also write the ONNX Runtime Mobile (.ort) file there.
+    `calibration`: a `quantize.Calibration` makes the file int8; `fp16` and int8 exclude
+    each other. `ort_path`: also write the ONNX Runtime Mobile (.ort) file there.
     Returns a report dict: path, bytes, fp16, int8, opset, max_abs_diff, tolerance, sizes
     (and mean_abs_diff for int8; ort_path, ort_bytes, ort_max_abs_diff with `ort_path`).
     Raises FileExistsError when an output exists and `overwrite` is False, ValueError for a
@@ -208,28 +186,20 @@ def export_onnx(model, path, payload=None, fp16=False, overwrite=False, opset=OP
         if output.suffix.lower() != suffix:
             raise ValueError(f"the output must be a {suffix} file, got {output}")
         if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
+            raise FileExistsError(f"{output} exists; pass overwrite=True (--overwrite) to "
+                                  f"replace it")
     data = onnx_bytes(model, payload, fp16, opset, calibration)
     session = OnnxSession(data)
-    report = {"path": str(path), "bytes": len(data), "fp16": bool(fp16), "int8": calibration is not None,
-              "opset": opset}
     if calibration is not None:
         inputs = calibration.batches[:INT8_CHECK_BATCHES]
-        differences = [np.abs(session(x) - torch_probabilities(model, x)) for x in inputs]  # (B, C, H, W) each
-        mean = float(np.mean([d.mean() for d in differences]))
-        if not mean <= INT8_MEAN_TOLERANCE:
-            raise ValueError(f"int8 and torch differ by {mean:.3g} on average > {INT8_MEAN_TOLERANCE:g} "
-                             f"on the calibration photographs; nothing written")
-        report.update(mean_abs_diff=mean, max_abs_diff=float(max(d.max() for d in differences)),
-                      tolerance=INT8_MEAN_TOLERANCE, sizes=[list(x.shape[2:]) for x in inputs])
+        report = _check_int8(session, model, inputs)
     else:
         rng = np.random.default_rng(0)
-        inputs = [rng.standard_normal((2, model.in_ch, h, w)).astype(np.float32) for h, w in CHECK_SIZES]
-        difference = max(float(np.abs(session(x) - torch_probabilities(model, x)).max()) for x in inputs)
-        tolerance = TOLERANCE[bool(fp16)]
-        if not difference <= tolerance:
-            raise ValueError(f"ONNX Runtime and torch differ by {difference:.3g} > {tolerance:g}; nothing written")
-        report.update(max_abs_diff=difference, tolerance=tolerance, sizes=[list(s) for s in CHECK_SIZES])
+        inputs = [rng.standard_normal((2, model.in_ch, h, w), dtype=np.float32)  # (2, 3, H, W)
+                  for h, w in CHECK_SIZES]
+        report = _check_float(session, model, inputs, fp16)
+    report.update(path=str(path), bytes=len(data), fp16=bool(fp16), int8=calibration is not None,
+                  opset=opset, sizes=[list(x.shape[2:]) for x in inputs])
     if ort_path is not None:
         from .quantize import to_ort_bytes
 
@@ -237,35 +207,64 @@ def export_onnx(model, path, payload=None, fp16=False, overwrite=False, opset=OP
         mobile = OnnxSession(ort_data)
         ort_difference = max(float(np.abs(mobile(x) - session(x)).max()) for x in inputs)
         if not ort_difference <= ORT_TOLERANCE:
-            raise ValueError(f"the .ort and .onnx files differ by {ort_difference:.3g} > {ORT_TOLERANCE:g}; "
-                             f"nothing written")
+            raise ValueError(f"the .ort and .onnx files differ by {ort_difference:.3g} > "
+                             f"{ORT_TOLERANCE:g}; nothing written")
         with atomic_write(ort_path) as file:
             file.write(ort_data)
-        report.update(ort_path=str(ort_path), ort_bytes=len(ort_data), ort_max_abs_diff=ort_difference)
+        report.update(ort_path=str(ort_path), ort_bytes=len(ort_data),
+                      ort_max_abs_diff=ort_difference)
     with atomic_write(path) as file:
         file.write(data)
     return report
 
 
+def _check_float(session, model, inputs, fp16):
+    """{max_abs_diff, tolerance} of fp32 or fp16-weight ONNX Runtime against torch;
+    ValueError beyond the tolerance."""
+    difference = max(float(np.abs(session(x) - torch_probabilities(model, x)).max())
+                     for x in inputs)
+    tolerance = TOLERANCE[bool(fp16)]
+    if not difference <= tolerance:
+        raise ValueError(f"ONNX Runtime and torch differ by {difference:.3g} > {tolerance:g}; "
+                         f"nothing written")
+    return {"max_abs_diff": difference, "tolerance": tolerance}
+
+
+def _check_int8(session, model, inputs):
+    """{mean_abs_diff, max_abs_diff, tolerance} of int8 against torch in fp32; ValueError
+    when the mean difference passes `INT8_MEAN_TOLERANCE` (see the module's docstring)."""
+    differences = [np.abs(session(x) - torch_probabilities(model, x)) for x in inputs]
+    mean = float(np.mean([d.mean() for d in differences]))  # of (B, C, H, W) each
+    if not mean <= INT8_MEAN_TOLERANCE:
+        raise ValueError(f"int8 and torch differ by {mean:.3g} on average > "
+                         f"{INT8_MEAN_TOLERANCE:g} on the calibration photographs; "
+                         f"nothing written")
+    return {"mean_abs_diff": mean, "max_abs_diff": float(max(d.max() for d in differences)),
+            "tolerance": INT8_MEAN_TOLERANCE}
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m u2net_mini.export",
-                                     description="Export a checkpoint to ONNX for devices, checked against torch.",
-                                     epilog="Exit status: 0 written; 2 a bad command line, a missing or unreadable "
-                                            "checkpoint or data folder, an existing output without --overwrite, or a "
-                                            "check that failed (nothing written).")
+    parser = argparse.ArgumentParser(
+        prog="python -m u2net_mini.export",
+        description="Export a checkpoint to ONNX for devices, checked against torch.",
+        epilog="Exit status: 0 written; 2 a bad command line, a missing or unreadable "
+               "checkpoint or data folder, an existing output without --overwrite, or a "
+               "check that failed (nothing written).")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint from u2net_mini.train")
     parser.add_argument("--onnx", required=True, help="the .onnx file to write")
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_true", help="store the weights in float16 (half the size)")
+    precision.add_argument("--fp16", action="store_true",
+                           help="store the weights in float16 (half the size)")
     precision.add_argument("--int8", action="store_true",
-                           help="int8 weights and activations, calibrated on training photographs (a quarter of "
-                                "the size)")
+                           help="int8 weights and activations, calibrated on training "
+                                "photographs (under a third of the size)")
     parser.add_argument("--calibration-data", default=None,
-                        help="data folder whose train split calibrates --int8 (default: the IDRiD copy the "
-                             "project ships)")
+                        help="data folder whose train split calibrates --int8 (default: the "
+                             "IDRiD copy the project ships)")
     parser.add_argument("--calibration-photos", type=int, default=None,
                         help="how many training photographs calibrate --int8 (default 16)")
-    parser.add_argument("--ort", default=None, help="also write the ONNX Runtime Mobile (.ort) file here")
+    parser.add_argument("--ort", default=None,
+                        help="also write the ONNX Runtime Mobile (.ort) file here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     return parser
@@ -274,7 +273,8 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.int8 and (args.calibration_data is not None or args.calibration_photos is not None):
+    if not args.int8 and (args.calibration_data is not None
+                          or args.calibration_photos is not None):
         parser.error("--calibration-data and --calibration-photos go with --int8")
     try:
         model, payload = load_model(args.checkpoint)
@@ -282,33 +282,43 @@ def main(argv=None):
         if args.int8:
             from data_prep.shipped import idrid_root
 
-            if args.calibration_data is None:  # named as the repository names it, not by this machine's path
+            from .quantize import calibration_from_data
+
+            # the shipped data is named as the repository names it, not by this machine's path
+            if args.calibration_data is None:
                 root, label = idrid_root(), "data_prep/shipped/idrid"
             else:
                 root, label = Path(args.calibration_data), None
-            calibration = calibration_from_data(payload, root, args.calibration_photos, label=label)
-        report = export_onnx(model, args.onnx, payload, args.fp16, args.overwrite, args.opset, calibration,
-                             args.ort)
+            calibration = calibration_from_data(payload, root, args.calibration_photos,
+                                                label=label)
+        report = export_onnx(model, args.onnx, payload, args.fp16, args.overwrite, args.opset,
+                             calibration, args.ort)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    _print_report(report, payload, calibration)
+    return 0
+
+
+def _print_report(report, payload, calibration):
     precision = "int8" if report["int8"] else "fp16 weights" if report["fp16"] else "fp32"
     sizes = ", ".join(f"{h}×{w}" for h, w in report["sizes"])
     print(f"wrote {report['path']}: {report['bytes'] / 1e6:.2f} MB ({precision}), "
           f"lesions {', '.join(payload['lesions'])}")
     if report["int8"]:
         record = calibration.record
-        print(f"calibrated on {record['count']} photographs of the {record['split']} split of {record['data']}")
-        print(f"ONNX Runtime int8 vs torch fp32 on {len(report['sizes'])} of them: mean |Δy_hat| = "
-              f"{report['mean_abs_diff']:.2g} (tolerance {report['tolerance']:g}), "
-              f"max {report['max_abs_diff']:.2g}")
+        print(f"calibrated on {record['count']} photographs of the {record['split']} split "
+              f"of {record['data']}")
+        print(f"ONNX Runtime int8 vs torch fp32 on {len(report['sizes'])} of them: "
+              f"mean |Δy_hat| = {report['mean_abs_diff']:.2g} "
+              f"(tolerance {report['tolerance']:g}), max {report['max_abs_diff']:.2g}")
     else:
         print(f"ONNX Runtime vs torch: max |Δy_hat| = {report['max_abs_diff']:.2g} "
               f"(tolerance {report['tolerance']:g}) at {sizes}")
     if "ort_path" in report:
-        print(f"wrote {report['ort_path']}: {report['ort_bytes'] / 1e6:.2f} MB (ONNX Runtime Mobile format), "
-              f"max |Δy_hat| vs the .onnx file = {report['ort_max_abs_diff']:.2g}")
-    return 0
+        print(f"wrote {report['ort_path']}: {report['ort_bytes'] / 1e6:.2f} MB (ONNX Runtime "
+              f"Mobile format), max |Δy_hat| vs the .onnx file = "
+              f"{report['ort_max_abs_diff']:.2g}")
 
 
 if __name__ == "__main__":

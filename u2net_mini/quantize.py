@@ -99,6 +99,33 @@ def calibration_batches(payload, root, count=CALIBRATION_PHOTOS, split="train", 
     return names, batches
 
 
+class Calibration:
+    """What int8 quantization calibrates on: `batches` (each (B, 3, H, W) float32) and a
+    record.
+
+    `record` (a JSON-able dict: which photographs, split, count, input size) is stored in
+    the file's metadata under `int8`.
+    """
+
+    def __init__(self, batches, record=None):
+        self.batches = list(batches)
+        if not self.batches:
+            raise ValueError("calibration needs at least one batch, got none")
+        self.record = dict(record or {})
+
+
+def calibration_from_data(payload, root, count=None, split="train", cache_dir=None,
+                          label=None):
+    """A `Calibration` from `count` photographs (default `CALIBRATION_PHOTOS`) of `split`
+    of the data folder `root`. `label`: how the metadata names the folder (default: `root`).
+    """
+    count = CALIBRATION_PHOTOS if count is None else count
+    names, batches = calibration_batches(payload, root, count, split, cache_dir)
+    return Calibration(batches, {"data": label or str(root), "split": split,
+                                 "photographs": names, "count": len(names),
+                                 "input_size": payload["input_size"], "method": "MinMax"})
+
+
 def kept_float_nodes(graph):
     """Names of the nodes of `graph` that stay float: `KEPT_FLOAT_OPS`, and convolutions whose
     weight is named by `KEPT_FLOAT_WEIGHTS`."""
