@@ -142,7 +142,7 @@ weights = equations.class_weights(y)  # (C,)
 # $\frac{1}{C} \sum_k (\alpha\, \mathrm{fBCE}_k + (1 - \alpha) D_k)\, w_k$
 ours = ((alpha * focal + (1 - alpha) * dice) * weights).sum() / len(weights)
 library = equations.lesion_loss(y, y_hat)
-twin = losses.lesion_loss(torch.logit(torch.from_numpy(y_hat)), torch.from_numpy(y)).item()
+twin = losses.lesion_loss(torch.from_numpy(y), torch.logit(torch.from_numpy(y_hat))).item()
 print(f"ours {ours:.7f}   equations.lesion_loss {library:.7f}   losses.lesion_loss on logits {twin:.7f}")
 print("largest difference:", max(abs(ours - library), abs(ours - twin)))
 
@@ -173,9 +173,9 @@ def focal_pixel_grad(p, y_pixel, gamma):
 
 
 def autograd_pixel_grad(loss_fn, p, y_pixel, **options):
-    """The same derivative by torch autograd through `loss_fn(logits, target)` on a 1 × 1 × 1 × 1 image."""
+    """The same derivative by torch autograd through `loss_fn(y, logits)` on a 1 × 1 × 1 × 1 image."""
     z = torch.logit(torch.tensor([[[[p]]]], dtype=torch.float64)).requires_grad_()  # (1, 1, 1, 1)
-    loss_fn(z, torch.tensor([[[[float(y_pixel)]]]], dtype=torch.float64), **options).sum().backward()
+    loss_fn(torch.tensor([[[[float(y_pixel)]]]], dtype=torch.float64), z, **options).sum().backward()
     return z.grad.item()
 
 
@@ -236,7 +236,7 @@ dD_dyhat = -(2 * y_dice * (S + smooth) - (2 * I + smooth)) / (S + smooth) ** 2  
 dD_dz = dD_dyhat * y_hat_dice * (1 - y_hat_dice)  # (1, 1, 4, 4)
 
 z_dice = torch.logit(torch.from_numpy(y_hat_dice)).requires_grad_()  # (1, 1, 4, 4)
-losses.dice_loss(z_dice, torch.from_numpy(y_dice)).sum().backward()
+losses.dice_loss(torch.from_numpy(y_dice), z_dice).sum().backward()
 print("dD/dz by the formula:\n", dD_dz[0, 0])
 print("largest difference with autograd:", np.abs(dD_dz - z_dice.grad.numpy()).max())
 print(f"easy lesion pixel: dD/dy_hat = {dD_dyhat[0, 0, 1, 1]:.4f}, dD/dz = {dD_dz[0, 0, 1, 1]:.4f}")
@@ -278,10 +278,10 @@ for size in (3, 300):
 for size in (3, 300):
     t, missed = one_lesion(size, False)
     z = torch.logit(torch.from_numpy(missed)).requires_grad_()  # (1, 1, 64, 64)
-    losses.focal_bce(z, torch.from_numpy(t)).sum().backward()
+    losses.focal_bce(torch.from_numpy(t), z).sum().backward()
     focal_grad = z.grad.numpy()[t == 1]  # (size,)
     z.grad = None
-    losses.dice_loss(z, torch.from_numpy(t)).sum().backward()
+    losses.dice_loss(torch.from_numpy(t), z).sum().backward()
     dice_grad = z.grad.numpy()[t == 1]  # (size,)
     print(f"{size:>3}-pixel lesion, missed: dl/dz per lesion pixel  fBCE {focal_grad[0]:.2e}  Dice {dice_grad[0]:.2e}")
 
@@ -332,7 +332,7 @@ per_output = np.array([equations.lesion_loss(y_ds, p) for p in y_hats_ds])  # (7
 ours_ds = per_output.sum()
 library_ds = equations.deep_supervision_loss(y_ds, y_hats_ds)
 z_torch = [torch.from_numpy(z).requires_grad_() for z in logits_ds]
-twin_ds = losses.deep_supervision_loss(z_torch, torch.from_numpy(y_ds))
+twin_ds = losses.deep_supervision_loss(torch.from_numpy(y_ds), z_torch)
 print("loss of each output:", per_output)
 print(f"sum {ours_ds:.6f}   equations.deep_supervision_loss {library_ds:.6f}   losses (torch) {twin_ds.item():.6f}")
 print("largest difference:", max(abs(ours_ds - library_ds), abs(ours_ds - twin_ds.item())))
@@ -353,7 +353,7 @@ with torch.no_grad():
     logits_real = network(x_real[None])  # 7 × (1, 4, 512, 512)
 target_real = y_real[None].double()  # (1, 4, 512, 512)
 # (7,): one loss per output, fused first
-real_terms = np.array([losses.lesion_loss(z.double(), target_real).item() for z in logits_real])
+real_terms = np.array([losses.lesion_loss(target_real, z.double()).item() for z in logits_real])
 print(real_test.reader.names[0], "- loss of each output:", real_terms.round(4),
       " sum:", round(real_terms.sum(), 4))
 strides = [1, 1, 2, 4, 8, 16, 32]  # the resolution each output's stage works at, fused first
@@ -383,7 +383,7 @@ twin_ds.backward()
 largest = 0.0
 for m, z in enumerate(logits_ds):
     alone = torch.from_numpy(z).requires_grad_()  # (B, C, H, W)
-    losses.lesion_loss(alone, torch.from_numpy(y_ds)).backward()
+    losses.lesion_loss(torch.from_numpy(y_ds), alone).backward()
     largest = max(largest, (z_torch[m].grad - alone.grad).abs().max().item())
 print("largest difference, gradient of the sum vs gradient of each term alone:", largest)
 

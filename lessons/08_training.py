@@ -214,15 +214,15 @@ for name, logits in zip(["fused"] + [f"side {m}" for m in range(1, 7)], outputs)
 # (`equations.deep_supervision_loss`). On the same outputs, in float64:
 
 # %%
-loss = losses.deep_supervision_loss(outputs, y, alpha=0.75, gamma=1.0)  # a scalar tensor
-per_output = [losses.deep_supervision_loss([logits], y).item() for logits in outputs]  # 7 floats
+loss = losses.deep_supervision_loss(y, outputs, alpha=0.75, gamma=1.0)  # a scalar tensor
+per_output = [losses.deep_supervision_loss(y, [logits]).item() for logits in outputs]  # 7 floats
 print("loss of each output:", np.round(per_output, 4))
 print(f"their sum {sum(per_output):.4f}, the total {loss.item():.4f}")
 
 y_numpy = y.numpy().astype(np.float64)  # (4, 4, 96, 96)
 y_hats = [torch.sigmoid(logits.detach().double()).numpy() for logits in outputs]  # 7 × (4, 4, 96, 96)
 numpy_loss = equations.deep_supervision_loss(y_numpy, y_hats)
-torch_loss = losses.deep_supervision_loss([logits.detach().double() for logits in outputs], y).item()
+torch_loss = losses.deep_supervision_loss(y, [logits.detach().double() for logits in outputs]).item()
 print("largest difference, equations (NumPy) vs losses (torch), float64:", abs(numpy_loss - torch_loss))
 
 # %% [markdown]
@@ -264,7 +264,7 @@ y_next = torch.stack([train_set[i][1] for i in range(4, 8)])  # (4, 4, 96, 96)
 batches = [(x, y), (x_next, y_next)]
 for step, (x_step, y_step) in enumerate(batches, start=1):
     optimizer.zero_grad()
-    step_loss = losses.deep_supervision_loss(model(x_step), y_step)
+    step_loss = losses.deep_supervision_loss(y_step, model(x_step))
     step_loss.backward()
     before = [p.detach().double().numpy().copy() for p in parameters]
     grads = [p.grad.double().numpy() for p in parameters]
@@ -324,7 +324,7 @@ for epoch in range(EPOCHS_BY_HAND):
         x_batch = torch.stack([p[0] for p in pairs])  # (4, 3, 96, 96)
         y_batch = torch.stack([p[1] for p in pairs])  # (4, 4, 96, 96)
         outputs = model(x_batch)  # 7 × (4, 4, 96, 96)
-        loss = losses.deep_supervision_loss(outputs, y_batch, alpha=0.75, gamma=1.0)
+        loss = losses.deep_supervision_loss(y_batch, outputs, alpha=0.75, gamma=1.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -644,7 +644,7 @@ for kind in ("deep", "fused"):
     fresh = build_model("xs", 4)
     outputs_fresh = fresh(x)  # 7 × (4, 4, 96, 96)
     used = outputs_fresh if kind == "deep" else outputs_fresh[:1]
-    losses.deep_supervision_loss(used, y).backward()
+    losses.deep_supervision_loss(y, used).backward()
     norms[kind] = torch.sqrt(sum((p.grad**2).sum() for p in fresh.encoders[5].parameters())).item()
 grad_norm_deep, grad_norm_fused = norms["deep"], norms["fused"]
 deep_reaches_further = grad_norm_deep > grad_norm_fused

@@ -255,7 +255,7 @@ def training_figures(x_all, y_all, settings, device, bf16):
             x, y = x.flip(-1), y.flip(-1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)  # 7 × (b, 4, s, s)
-        loss = deep_supervision_loss([z.float() for z in logits], y)
+        loss = deep_supervision_loss(y, [z.float() for z in logits])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -94,13 +94,13 @@ def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one
     real_loss = train_loop.output_losses
     training_steps = []
 
-    def interrupt_in_epoch_2_batch_2(outputs, y, *rest):
+    def interrupt_in_epoch_2_batch_2(y, outputs, *rest):
         if torch.is_grad_enabled():  # a training step (validation runs without grad)
             training_steps.append(1)
             # epoch 1 had steps 1, 2; batch 1 of epoch 2 has updated the weights
             if len(training_steps) == 4:
                 raise KeyboardInterrupt
-        return real_loss(outputs, y, *rest)
+        return real_loss(y, outputs, *rest)
 
     monkeypatch.setattr(train_loop, "output_losses", interrupt_in_epoch_2_batch_2)
     assert train.main(args(data, cache, out, "--epochs", "2")) == 130
@@ -119,8 +119,8 @@ def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path,
     real_loss = train_loop.output_losses
     training_steps = []
 
-    def nan_in_epoch_2_batch_2(outputs, y, *rest):
-        loss = real_loss(outputs, y, *rest)
+    def nan_in_epoch_2_batch_2(y, outputs, *rest):
+        loss = real_loss(y, outputs, *rest)
         if torch.is_grad_enabled():
             training_steps.append(1)
             if len(training_steps) == 4:

@@ -63,8 +63,8 @@ def test_a_step_checks_the_target_once_and_logs_the_fused_loss_it_trained(monkey
     assert len(checked) == 1  # seven outputs, one check (each a host sync on a GPU)
     outputs = model(x)  # 7 × (B, C, s, s), the same weights and batch statistics
     with torch.no_grad():
-        torch.testing.assert_close(fused_loss, losses.lesion_loss(outputs[0], y))
-        torch.testing.assert_close(loss, losses.deep_supervision_loss(outputs, y))
+        torch.testing.assert_close(fused_loss, losses.lesion_loss(y, outputs[0]))
+        torch.testing.assert_close(loss, losses.deep_supervision_loss(y, outputs))
 
 
 def test_the_decayed_rate_reaches_adam_at_epochs_115_and_130(data, tmp_path, monkeypatch):

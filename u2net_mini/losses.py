@@ -14,8 +14,10 @@ training needs it:
   `output_losses` returns each output's loss, so that training logs the fused output's
   loss without computing it again.
 
-The argument order here is torch's (prediction first: `logits`, `y`); `equations.py`
-takes `y` first. (One order for both twins is planned; the lessons call both.)
+Both twins take the target first, as the equations are written: `equations.lesion_loss(y,
+y_hat)` and `losses.lesion_loss(y, logits)` (torch's own losses put the prediction first;
+here one order serves both files). A call in torch's order fails loudly: the logits are
+not a binary target.
 
 `tests/test_losses.py` checks this file against the NumPy definition on random float64
 inputs, and its gradients with `torch.autograd.gradcheck`.
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _check_shapes(logits, y):
+def _check_shapes(y, logits):
     if logits.ndim != 4:
         raise ValueError(f"logits must be 4-D (B, C, H, W), got shape {tuple(logits.shape)}")
     if y.shape != logits.shape:
@@ -42,7 +44,7 @@ def check_target(y):
     if y.ndim != 4:
         raise ValueError(f"y must be 4-D (B, C, H, W), got shape {tuple(y.shape)}")
     if not bool(((y == 0) | (y == 1)).all()):  # one host sync
-        raise ValueError("y must be binary (0 or 1)")
+        raise ValueError("y must be binary (0 or 1); the losses take (y, logits), target first")
     return y
 
 
@@ -69,52 +71,52 @@ def _class_weights(y):
     return root / total  # (C,)
 
 
-def focal_bce(logits, y, gamma=1.0):
+def focal_bce(y, logits, gamma=1.0):
     r"""Focal binary cross-entropy per channel: (C,).
 
     $\mathrm{fBCE}_k = -\frac{1}{N} \sum_n [ y (1-\hat y)^\gamma \log \hat y
     + (1-y)\, \hat y^\gamma \log(1-\hat y) ]$.
 
-    `logits` z and `y`, both (B, C, H, W); ŷ = σ(z).
+    `y` and `logits` z, both (B, C, H, W); ŷ = σ(z).
     """
     _check_gamma(gamma)
-    _check_shapes(logits, y)
-    return _focal_bce(logits, check_target(y).to(logits.dtype), gamma)
+    _check_shapes(y, logits)
+    return _focal_bce(check_target(y).to(logits.dtype), logits, gamma)
 
 
-def dice_loss(logits, y, smooth=1.0):
+def dice_loss(y, logits, smooth=1.0):
     r"""$D_k = 1 - (2 \sum_n y \hat y + s) / (\sum_n y + \sum_n \hat y + s)$: (C,).
 
-    `logits` z and `y`, both (B, C, H, W); ŷ = σ(z); s = `smooth` > 0.
+    `y` and `logits` z, both (B, C, H, W); ŷ = σ(z); s = `smooth` > 0.
     """
     _check_smooth(smooth)
-    _check_shapes(logits, y)
-    return _dice_loss(logits, check_target(y).to(logits.dtype), smooth)
+    _check_shapes(y, logits)
+    return _dice_loss(check_target(y).to(logits.dtype), logits, smooth)
 
 
-def lesion_loss(logits, y, alpha=0.75, gamma=1.0, smooth=1.0):
+def lesion_loss(y, logits, alpha=0.75, gamma=1.0, smooth=1.0):
     r"""The paper's loss of one output: a scalar tensor.
 
     $L = \frac{1}{C} \sum_k (\alpha\, \mathrm{fBCE}_k + (1 - \alpha)\, D_k)\, w_k$.
 
-    `logits` and `y` (B, C, H, W); α = `alpha`, γ = `gamma`, s = `smooth`.
+    `y` and `logits` (B, C, H, W); α = `alpha`, γ = `gamma`, s = `smooth`.
     """
-    return output_losses([logits], y, alpha, gamma, smooth)[0]
+    return output_losses(y, [logits], alpha, gamma, smooth)[0]
 
 
-def deep_supervision_loss(logits_list, y, alpha=0.75, gamma=1.0, smooth=1.0):
+def deep_supervision_loss(y, logits_list, alpha=0.75, gamma=1.0, smooth=1.0):
     r"""The loss over every output: a scalar tensor.
 
     $L_{\mathrm{total}} = \sum_m L(z^{(m)}, y)$ over the fused and the six side outputs,
     each weighted 1.
 
-    `logits_list`: a sequence of (B, C, H, W) logits (U²-Net's forward returns seven);
-    `y` (B, C, H, W) binary.
+    `y` (B, C, H, W) binary; `logits_list`: a sequence of (B, C, H, W) logits (U²-Net's
+    forward returns seven).
     """
-    return output_losses(logits_list, y, alpha, gamma, smooth).sum()
+    return output_losses(y, logits_list, alpha, gamma, smooth).sum()
 
 
-def output_losses(logits_list, y, alpha=0.75, gamma=1.0, smooth=1.0):
+def output_losses(y, logits_list, alpha=0.75, gamma=1.0, smooth=1.0):
     r"""$L(z^{(m)}, y)$ for every output m: a (M,) tensor, the fused output's first.
 
     Their sum is `deep_supervision_loss`. The target is checked and the class weights
@@ -127,14 +129,14 @@ def output_losses(logits_list, y, alpha=0.75, gamma=1.0, smooth=1.0):
     _check_gamma(gamma)
     _check_smooth(smooth)
     for logits in logits_list:
-        _check_shapes(logits, y)
+        _check_shapes(y, logits)
     dtype = logits_list[0].dtype
     weights = _class_weights(check_target(y)).to(dtype)  # (C,) w_k
     y = y.to(dtype)  # (B, C, H, W)
     losses = []
     for logits in logits_list:
         # $\alpha\, \mathrm{fBCE}_k + (1 - \alpha)\, D_k$
-        focal, dice = _focal_bce(logits, y, gamma), _dice_loss(logits, y, smooth)  # (C,), (C,)
+        focal, dice = _focal_bce(y, logits, gamma), _dice_loss(y, logits, smooth)  # (C,), (C,)
         per_channel = alpha * focal + (1 - alpha) * dice  # (C,)
         # $\frac{1}{C} \sum_k (\dots)\, w_k$
         losses.append((per_channel * weights).sum() / weights.numel())
@@ -154,7 +156,7 @@ def _check_smooth(smooth):
             f"smooth must be > 0 (it keeps an empty channel's Dice defined), got {smooth}")
 
 
-def _focal_bce(logits, y, gamma):
+def _focal_bce(y, logits, gamma):
     y_hat = torch.sigmoid(logits)  # (B, C, H, W)
     log_y_hat = F.logsigmoid(logits)  # (B, C, H, W)  log ŷ
     log_one_minus_y_hat = F.logsigmoid(-logits)  # (B, C, H, W)  log(1 − ŷ)
@@ -164,7 +166,7 @@ def _focal_bce(logits, y, gamma):
     return -per_pixel.mean(dim=(0, 2, 3))  # (C,)
 
 
-def _dice_loss(logits, y, smooth):
+def _dice_loss(y, logits, smooth):
     y_hat = torch.sigmoid(logits)  # (B, C, H, W)
     # $\sum_n y \hat y$
     intersection = (y * y_hat).sum(dim=(0, 2, 3))  # (C,)

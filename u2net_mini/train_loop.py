@@ -73,7 +73,7 @@ def train_step(net, x, y, optimizer, settings, bf16, world=1):
     is the first of the per-output losses whose sum is trained, not computed again.
     """
     outputs = forward(net, x, bf16)  # 7 × (B, C, H, W)
-    per_output = output_losses(outputs, y, settings["alpha"], settings["gamma"])  # (7,)
+    per_output = output_losses(y, outputs, settings["alpha"], settings["gamma"])  # (7,)
     loss = per_output.sum()
     bad = (~torch.isfinite(loss)).float().reshape(1)  # (1,)
     if world > 1:
@@ -121,7 +121,7 @@ def validate(model, data, settings, runtime, device, lesions):
     def predict(x, y, indices):
         x = x.to(device).contiguous(memory_format=memory_format)  # (B, 3, s, s)
         outputs = forward(model, x, runtime["bf16"])  # 7 × (B, C, s, s)
-        loss = deep_supervision_loss(outputs, y.to(device), settings["alpha"], settings["gamma"])
+        loss = deep_supervision_loss(y.to(device), outputs, settings["alpha"], settings["gamma"])
         loss = loss.item()
         if not math.isfinite(loss) or not all(torch.isfinite(o).all() for o in outputs):
             names = ", ".join(data.val.names[i] for i in indices)

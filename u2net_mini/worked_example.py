@@ -43,7 +43,7 @@ def explain(y=TARGET, y_hat=PROBABILITY, lesions=LESIONS, alpha=0.75, gamma=1.0,
     terms = " + ".join(f"{per_channel[k]:.7f}*{weights[k]:.7f}" for k in range(len(lesions)))
     lines += ["", f"L = 1/{len(lesions)} * ({terms}) = {total:.7f}"]
     logits = torch.logit(torch.from_numpy(y_hat))  # (B, C, H, W)
-    twin = losses.lesion_loss(logits, torch.from_numpy(y), alpha, gamma, smooth)
+    twin = losses.lesion_loss(torch.from_numpy(y), logits, alpha, gamma, smooth)
     lines += [f"torch twin on the logits of y_hat: {twin.item():.7f} (difference "
               f"{abs(twin.item() - total):.1e})"]
     lines += [f"deep supervision, seven identical outputs: 7 * L = {7 * total:.7f}"]
