@@ -15,6 +15,7 @@
 #   - count the shipped model's parameters and megabytes in fp32, fp16 and int8
 #   - set its multiply-accumulates against a measured matrix-multiply rate
 #   - fold batch norm in NumPy, export to ONNX and compare the speed of the inference paths
+#   - run the int8 model the project ships and compare its maps with the fp32 model's
 # - **Prerequisites**: lesson 4 (P(b, k) and MACs); lesson 3 for batch norm.
 # - **Time on a laptop CPU**: < 1 min to run top to bottom; about 100 min for the six exercises,
 #   plus the reading.
