@@ -58,13 +58,19 @@ def average_buffers(model, world):
             dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
             buffer /= world
 
+def main_says(flag, processes):
+    """Process 0's `flag` (a bool), on every process: a verdict only process 0 can reach
+    (its validation, its clock) that every process must act on together, or the others
+    would wait at the next collective for a process that has stopped."""
+    flag = torch.tensor([float(flag)], device=processes.device)
+    if processes.world > 1:
+        dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
 def out_of_time(deadline, epoch_seconds, processes):
     """True when an epoch as long as the last one would end past `deadline` (process 0's
     clock decides)."""
     if deadline is None:
         return False
-    late = float(time.monotonic() + epoch_seconds > deadline)
-    late = torch.tensor([late], device=processes.device)
-    if processes.world > 1:
-        dist.broadcast(late, 0)
-    return bool(late.item())
+    return main_says(time.monotonic() + epoch_seconds > deadline, processes)

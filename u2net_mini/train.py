@@ -60,7 +60,7 @@ from data_prep.checks import check_positive_flag
 from .checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .lesions import models_for_mode
 from .model import build_model
-from .processes import Processes, average_buffers, out_of_time
+from .processes import Processes, average_buffers, main_says, out_of_time
 from .report import plot_training_curves
 from .schedule import stretched_lr
 from .train_loop import (
@@ -229,8 +229,15 @@ def _train_and_validate(net, model, loader, optimizer, data, settings, runtime, 
         if broken:  # a last step can wreck the weights while its own loss was finite
             raise NonFiniteLoss(f"after epoch {epoch + 1} the weights hold non-finite values "
                                 f"({len(broken)} tensors, e.g. {broken[0]})")
+        failed = None
         if processes.main and data.val is not None:
-            row.update(validate(model, data, settings, runtime, processes.device, lesions))
+            try:
+                row.update(validate(model, data, settings, runtime, processes.device, lesions))
+            except NonFiniteLoss as error:
+                failed = error
+        if main_says(failed is not None, processes):  # every process stops, not process 0 alone
+            raise failed or NonFiniteLoss(f"process 0's validation after epoch {epoch + 1} "
+                                          f"gave non-finite outputs")
     except NonFiniteLoss as error:
         message = divergence_message(label, error, last_path, settings, runtime["out"])
         raise NonFiniteLoss(message) from error
