@@ -17,9 +17,9 @@ trains on, with the one pipeline of `data_prep.pipeline`:
    over a lesion pixel most of the time (`data_prep.patches`; the CPU protocol);
 5. **normalization** with the training set's per-channel mean and std.
 
-Item `i` is `(x, y)`: `x` (3, s, s) float32 (s = p with a patch) and the target `y` (C, s, s) float32 in
-{0, 1}, one channel per lesion of `lesions` in the project order — one lesion for a
-single-task model, ("MA", "HE") or ("EX", "SE") for the dual-task ones, all four for the
+Item `i` is `(x, y)`: `x` (3, s, s) float32 (s = p with a patch) and the target `y` (C, s, s)
+float32 in {0, 1}, one channel per lesion of `lesions` in the project order — one lesion for
+a single-task model, ("MA", "HE") or ("EX", "SE") for the dual-task ones, all four for the
 multi-task model (`u2net_mini.lesions.TASK_GROUPS`).
 
 **Cache location.** `cache_dir` when given, else `$U2NET_MINI_CACHE`, else the user's
@@ -86,11 +86,13 @@ class SquareCache:
         }
         key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         folder_name = f"{Path(reader.root).resolve().name}-{reader.split}-{size}px-{key}"
-        self.folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / folder_name
+        self.folder = (Path(cache_dir if cache_dir is not None else default_cache_dir())
+                       / folder_name)
 
     def source_stamp(self, i):
         """Size and modification time of the photograph and its mask files, as text."""
-        paths = [self.reader.image_path(i)] + [self.reader.mask_path(i, lesion) for lesion in LESIONS]
+        paths = [self.reader.image_path(i)] + [self.reader.mask_path(i, lesion)
+                                               for lesion in LESIONS]
         parts = []
         for path in paths:
             if path.is_file():
@@ -108,7 +110,8 @@ class SquareCache:
             with np.load(path) as stored:
                 if str(stored["stamp"]) == stamp:
                     return Example(
-                        stored["image"], stored["masks"], stored["disc"], Geometry(*stored["geometry"].tolist())
+                        stored["image"], stored["masks"], stored["disc"],
+                        Geometry(*stored["geometry"].tolist())
                     )
         item = self.reader[i]
         example = prepare_example(item["image"], item["masks"], self.size, self.threshold)
@@ -125,8 +128,8 @@ class SquareCache:
         return example
 
 
-def dataset_stats(root, size=512, cache_dir=None, clahe=True, clahe_channel="lab", threshold=DISC_THRESHOLD,
-                  indices=None):
+def dataset_stats(root, size=512, cache_dir=None, clahe=True, clahe_channel="lab",
+                  threshold=DISC_THRESHOLD, indices=None):
     """Per-channel (mean, std), two (3,) arrays in units of 0..1, of the *training* split
     (of its photographs `indices` only, when given: training leaves the held-out ones out).
 
@@ -175,7 +178,8 @@ class LesionDataset(torch.utils.data.Dataset):
             raise ValueError("give both mean and std, or neither (then the training split's are "
                              "computed)")
         self.reader = IDRiD(root, split)
-        self.size, self.augment, self.clahe, self.clahe_channel = size, bool(augment), bool(clahe), clahe_channel
+        self.size, self.augment, self.clahe, self.clahe_channel = (size, bool(augment), bool(clahe),
+                                                                   clahe_channel)
         self.seed, self.epoch = int(seed), 0
         self.cache = SquareCache(self.reader, size, threshold, cache_dir)
         for i in range(len(self.reader)):  # crop and resize every photograph now, once
@@ -226,12 +230,6 @@ class LesionDataset(torch.utils.data.Dataset):
     def __repr__(self):
         return (
             f"LesionDataset({str(self.reader.root)!r}, split={self.reader.split!r}, "
-            f"lesions={self.lesions}, size={self.size}, augment={self.augment}, patch={self.patch}) "
-            ""
-            ""
-            ""
-            ""
-            ""
-            ""
-            f"with {len(self)} photographs"
+            f"lesions={self.lesions}, size={self.size}, augment={self.augment}, "
+            f"patch={self.patch}) with {len(self)} photographs"
         )

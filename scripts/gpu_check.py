@@ -2,7 +2,8 @@ r"""
 # GPU figures in one run: CUDA tests, inference speed of XS, small and full, training speed
 
     .venv/bin/python scripts/gpu_check.py --json gpu_check.json      # on a CUDA machine, < 8 min
-    .venv/bin/python scripts/gpu_check.py --dry-run --json dry.json   # the same steps, tiny, on the CPU
+    .venv/bin/python scripts/gpu_check.py --dry-run --json dry.json   # the same steps, tiny,
+                                                                      # on the CPU
 
 Not part of the paper, which reports 44 frames per second for U²-XS-Net on an RTX 2080 Ti.
 Four steps, each timed, each recorded in the JSON even when it fails:
@@ -82,7 +83,8 @@ class Clock:
 
 
 def environment(device):
-    info = {"torch": torch.__version__, "device": str(device), "cuda_available": torch.cuda.is_available()}
+    info = {"torch": torch.__version__, "device": str(device),
+            "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         info.update({"cuda": torch.version.cuda, "gpu": properties.name,
@@ -97,7 +99,8 @@ def environment(device):
 def run_cuda_tests(paths):
     """`pytest -m cuda PATHS` in a subprocess: exit code, its last line, seconds."""
     start = time.perf_counter()
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "-m", "cuda", *paths]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+               "-m", "cuda", *paths]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired:
@@ -191,7 +194,8 @@ def inference_figures(name, settings, device, clock):
     variants = {
         "fp32_eager": probability_function(model, device),
         "fp32_channels_last": probability_function(optimized, device, channels_last=True),
-        "bf16_channels_last": probability_function(optimized, device, bf16=True, channels_last=True),
+        "bf16_channels_last": probability_function(optimized, device, bf16=True,
+                                                   channels_last=True),
     }
     results = {}
     reference = None
@@ -203,21 +207,24 @@ def inference_figures(name, settings, device, clock):
             if device.type != "cuda":
                 results[variant] = {"status": "skipped", "reason": "CUDA graphs need CUDA"}
                 continue
-            function = cuda_graph_function(variants[variant.replace("cuda_graph", "channels_last")], x)
+            function = cuda_graph_function(variants[variant.replace("cuda_graph",
+                                                                    "channels_last")], x)
         else:
             function = variants[variant]
         seconds, peak, y_hat = time_call(function, x, device, runs, warmup)
         reference = y_hat if reference is None else reference
-        results[variant] = {"status": "ok", "latency_ms": round(1000 * seconds, 3), "fps": round(1 / seconds, 1),
-                            "peak_memory_mib": peak,
+        results[variant] = {"status": "ok", "latency_ms": round(1000 * seconds, 3),
+                            "fps": round(1 / seconds, 1), "peak_memory_mib": peak,
                             "max_abs_diff_vs_fp32_eager": float((y_hat - reference).abs().max())}
     batch = settings["large_batch"][name]
     if clock.over():
         results["bf16_large_batch"] = {"status": "skipped", "reason": "time budget"}
     else:
         x_big = torch.randn(batch, 3, size, size, generator=generator).to(device)  # (B, 3, s, s)
-        seconds, peak, _ = time_call(variants["bf16_channels_last"], x_big, device, max(2, runs // 4), 1)
-        results["bf16_large_batch"] = {"status": "ok", "batch": batch, "images_per_s": round(batch / seconds, 1),
+        seconds, peak, _ = time_call(variants["bf16_channels_last"], x_big, device,
+                                     max(2, runs // 4), 1)
+        results["bf16_large_batch"] = {"status": "ok", "batch": batch,
+                                       "images_per_s": round(batch / seconds, 1),
                                        "peak_memory_mib": peak}
     del model, optimized
     if device.type == "cuda":
@@ -270,7 +277,8 @@ def training_figures(x_all, y_all, settings, device, bf16):
         step()
     _sync(device)
     seconds = time.perf_counter() - start
-    peak_total = round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None
+    peak_total = (round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda"
+                  else None)
     return {"status": "ok", "steps": settings["train_steps"], "batch": batch,
             "images_per_s": round(settings["train_steps"] * batch / seconds, 1),
             "peak_memory_mib": _peak_mib(device, start_bytes), "peak_allocated_mib": peak_total,
@@ -338,13 +346,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="GPU figures for docs/performance.md")
     parser.add_argument("--json", default="gpu_check.json", help="where to write the result")
     parser.add_argument("--dry-run", action="store_true", help="a tiny version on the CPU")
-    parser.add_argument("--budget", type=float, default=420.0, help="seconds before later steps are "
-                                                                    ""
-                                                                    ""
-                                                                    ""
-                                                                    ""
-                                                                    ""
-                                                                    "skipped")
+    parser.add_argument("--budget", type=float, default=420.0,
+                        help="seconds before later steps are skipped")
     parser.add_argument("--skip-tests", action="store_true", help="do not run pytest -m cuda")
     args = parser.parse_args(argv)
     try:

@@ -67,7 +67,8 @@ def real_vs_synthetic(path):
     width = real["image"].shape[1]
     image, masks = make_fundus(SEED, width, frame="idrid", presence=dict.fromkeys(LESIONS, True))
     small = prepare_example(image, masks, DEMO_SIZE)  # what a laptop demo trains on
-    figure, axes = plt.subplots(2, 3, figsize=(13.5, 6.6), gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
+    figure, axes = plt.subplots(2, 3, figsize=(13.5, 6.6),
+                                gridspec_kw={"width_ratios": [1.5, 1.5, 1]})
     panels = [
         (real["image"], f"real: {real['name']} (1072 × 712, downscaled)"),
         (image, f"synthetic: make_fundus({SEED}, {width}, frame='idrid')"),
@@ -77,7 +78,8 @@ def real_vs_synthetic(path):
         (overlay(small.image, small.masks), f"at {DEMO_SIZE} px: every lesion still has pixels"),
     ]
     for ax, (picture, title) in zip(axes.ravel(), panels):
-        ax.imshow(picture, interpolation="nearest" if picture.shape[0] <= DEMO_SIZE else "antialiased")
+        ax.imshow(picture,
+                  interpolation="nearest" if picture.shape[0] <= DEMO_SIZE else "antialiased")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     handles = [Patch(color=LESION_COLOURS[k], label=f"{k}: {LESION_NAMES[k]}") for k in LESIONS]

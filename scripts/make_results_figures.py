@@ -1,6 +1,7 @@
 """Regenerate the figures of docs/results.md: training curves and real-test overlays.
 
-    python scripts/make_results_figures.py --runs runs/real-mt/MA-HE-EX-SE runs/real-dt/MA-HE runs/real-dt/EX-SE
+    python scripts/make_results_figures.py --runs runs/real-mt/MA-HE-EX-SE \
+        runs/real-dt/MA-HE runs/real-dt/EX-SE
 
 writes docs/figures/results_curves_<model>.png from each run folder's metrics.csv, and
 docs/figures/results_overlays.png: the shipped multi-task model on the real test
@@ -47,7 +48,8 @@ def curves(folder):
 def overlays():
     test = IDRiD(idrid_root(), "test")
     predictor = Predictor(shipped_checkpoints("mt"))
-    figure, axes = plt.subplots(len(OVERLAY_PHOTOGRAPHS), 2, figsize=(10, 5 * len(OVERLAY_PHOTOGRAPHS)))
+    figure, axes = plt.subplots(len(OVERLAY_PHOTOGRAPHS), 2,
+                                figsize=(10, 5 * len(OVERLAY_PHOTOGRAPHS)))
     for row, name in zip(axes, OVERLAY_PHOTOGRAPHS):
         item = test[test.names.index(name)]
         y_hat, geometry = predictor(item["image"])  # (4, 512, 512)

@@ -35,8 +35,10 @@ from u2net_mini.shipped import WEIGHTS_DIR
 
 def git_commit():
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "u2net_mini", "data_prep"],
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "u2net_mini",
+                                     "data_prep"],
                                     capture_output=True, text=True, check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         return None, None
@@ -71,21 +73,18 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
         "lesions": list(payload["lesions"]),
         "command": command or run.get("command"),
         "settings": {key: (os.path.relpath(value, Path.cwd()) if key == "data" else value)
-                     for key, value in run.items() if key not in ("train_images", "validation_images", "command")},
+                     for key, value in run.items()
+                     if key not in ("train_images", "validation_images", "command")},
         "commit": commit,
         "uncommitted_changes_in_code": dirty,
         "code_note": ("the commit the model was shipped from; with uncommitted changes, the "
-                      "training code is the "
-                      "one that lands together with these weights" if dirty else "the commit the "
-                                                                                 "model was shipped "
-                                                                                 ""
-                                                                                 ""
-                                                                                 ""
-                                                                                 ""
-                                                                                 "from"),
+                      "training code is the one that lands together with these weights" if dirty
+                      else "the commit the model was shipped from"),
         "data": {"folder": os.path.relpath(data, Path.cwd()),
-                 "SHA256SUMS_sha256": hashlib.sha256(sums.read_bytes()).hexdigest() if sums.is_file() else None,
-                 "train_images": len(run["train_images"]), "validation_images": run["validation_images"]},
+                 "SHA256SUMS_sha256": (hashlib.sha256(sums.read_bytes()).hexdigest()
+                                       if sums.is_file() else None),
+                 "train_images": len(run["train_images"]),
+                 "validation_images": run["validation_images"]},
         "epochs_run": len(whole_run),
         "chosen_epoch": best["epoch"],
         "chosen_by": f"val_aupr_mean on the held-out training photographs (--val {run['val']})",
@@ -95,8 +94,7 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
         "validation": {key: value for key, value in best.items() if key.startswith("val_")},
         "test_512px_square": {"aupr": scores.aupr(), "dice": scores.dice(),
                               "note": "IDRiD_55-81, pooled over all pixels at the 512 px square; "
-                                      "reported, "
-                                      "never used to choose"},
+                                      "reported, never used to choose"},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(targets[0], slim)
@@ -104,7 +102,8 @@ def ship(checkpoint, name, out_dir, force, cache, command=None):
     with atomic_write(targets[1], "w") as file:
         json.dump(record, file, indent=2)
         file.write("\n")
-    print(json.dumps({k: record[k] for k in ("name", "chosen_epoch", "validation", "test_512px_square")}, indent=2))
+    print(json.dumps({k: record[k] for k in ("name", "chosen_epoch", "validation",
+                                             "test_512px_square")}, indent=2))
 
 
 def main(argv=None):

@@ -49,7 +49,8 @@ def shrink_photograph(image, factor):
 
 
 def encode_jpeg(image):
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return jpeg.tobytes()
@@ -77,14 +78,9 @@ def vendor(source, out, factor):
                 write_mask(out / path.relative_to(reader.root), small_mask, deflate=True)
                 counts["masks"] += 1
                 kept.append(f"{lesion} {int(mask.sum())}->{int(small_mask.sum())}")
-            print(f"{name}: {image.shape[1]}x{image.shape[0]} -> {small.shape[1]}x{small.shape[0]}; "
-                  ""
-                  ""
-                  ""
-                  ""
-                  ""
-                  ""
-                  f"lesion pixels {', '.join(kept)}", flush=True)
+            print(f"{name}: {image.shape[1]}x{image.shape[0]} -> "
+                  f"{small.shape[1]}x{small.shape[0]}; lesion pixels {', '.join(kept)}",
+                  flush=True)
     for licence in LICENCE_FILES:
         if not (source / licence).is_file():
             raise FileNotFoundError(f"{source} has no {licence}; the copy may not ship without its "
@@ -97,7 +93,8 @@ def vendor(source, out, factor):
 def write_checksums(out):
     """`SHA256SUMS` in `out`: one `digest  relative/path` line per file, sorted by path."""
     lines = []
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("SHA256SUMS", "README.md")):
+    for path in sorted(p for p in out.rglob("*")
+                       if p.is_file() and p.name not in ("SHA256SUMS", "README.md")):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         lines.append(f"{digest}  {path.relative_to(out).as_posix()}\n")
     with atomic_write(out / "SHA256SUMS", "w") as file:
@@ -106,13 +103,8 @@ def write_checksums(out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="folder holding IDRiD's 'A. Segmentation' and its "
-                                                  ""
-                                                  ""
-                                                  ""
-                                                  ""
-                                                  ""
-                                                  "licence files")
+    parser.add_argument("source", type=Path,
+                        help="folder holding IDRiD's 'A. Segmentation' and its licence files")
     parser.add_argument("--out", type=Path, default=Path("data_prep/shipped/idrid"))
     parser.add_argument("--factor", type=int, default=4, help="shrink each side by this factor "
                                                               "(default 4)")
@@ -123,13 +115,8 @@ def main(argv=None):
     except ValueError as error:
         sys.exit(str(error))
     if args.out.exists() and not args.force:
-        sys.exit(f"{args.out} exists; pass --force to replace it (it is replaced only once the copy "
-                 ""
-                 ""
-                 ""
-                 ""
-                 ""
-                 "is complete)")
+        sys.exit(f"{args.out} exists; pass --force to replace it (it is replaced only once the "
+                 "copy is complete)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=f".{args.out.name}.") as scratch:
         fresh = Path(scratch) / "idrid"

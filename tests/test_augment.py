@@ -122,18 +122,14 @@ def test_augment_is_reproducible_and_image_only_works():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: augment(np.zeros((8, 6, 3)), None, np.random.default_rng(0)), r"image must be "
-                                                                               r"square.*got shape "
-                                                                               r"\(8, 6, 3\)"),
-        (lambda: random_affine(np.random.RandomState(0), 8), "rng must be a numpy.random.Generator, "
-                                                             ""
-                                                             ""
-                                                             ""
-                                                             ""
-                                                             ""
-                                                             "got RandomState"),
-        (lambda: apply_affine(np.zeros((8, 8, 3)), np.zeros((1, 8, 8), np.uint8), affine_matrix(8)), r"masks must be a \(C, 8, 8\) bool array"),
-        (lambda: apply_affine(np.zeros((8, 8, 3)), np.zeros((1, 4, 4), bool), affine_matrix(8)), r"got bool \(1, 4, 4\)"),
+        (lambda: augment(np.zeros((8, 6, 3)), None, np.random.default_rng(0)),
+         r"image must be square.*got shape \(8, 6, 3\)"),
+        (lambda: random_affine(np.random.RandomState(0), 8),
+         "rng must be a numpy.random.Generator, got RandomState"),
+        (lambda: apply_affine(np.zeros((8, 8, 3)), np.zeros((1, 8, 8), np.uint8), affine_matrix(8)),
+         r"masks must be a \(C, 8, 8\) bool array"),
+        (lambda: apply_affine(np.zeros((8, 8, 3)), np.zeros((1, 4, 4), bool), affine_matrix(8)),
+         r"got bool \(1, 4, 4\)"),
         (lambda: apply_affine(np.zeros((8, 8, 3)), None, np.eye(3)), r"matrix must have shape \(2, "
                                                                      r"3\), got \(3, 3\)"),
         (lambda: apply_affine(np.zeros(8), None, affine_matrix(8)), r"image must be \(H, W, 3\) or "

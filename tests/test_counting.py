@@ -47,7 +47,8 @@ def test_parameter_formula_matches_the_modules(b, k):
 
 @pytest.mark.parametrize("in_ch", [1, 4])
 def test_parameter_formula_input_channels(in_ch):
-    assert count_parameters(U2Net(out_ch=2, width=3, in_ch=in_ch)) == parameter_formula(3, 2, in_ch=in_ch)
+    assert (count_parameters(U2Net(out_ch=2, width=3, in_ch=in_ch))
+            == parameter_formula(3, 2, in_ch=in_ch))
 
 
 def test_the_paper_full_count_is_not_hit_exactly():
@@ -158,7 +159,8 @@ def positive_weights(model, seed):
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
                 fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, module.weight.shape) / fan_in))
+                module.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, module.weight.shape)
+                                                     / fan_in))
                 module.bias.zero_()
     return model.double().eval()
 
@@ -205,7 +207,8 @@ def test_receptive_fields_table():
     table = receptive_fields(u2net_xs(4))
     names = [row.stage for row in table]
     assert names == (
-        [f"En_{i}" for i in range(1, 7)] + [f"De_{i}" for i in range(5, 0, -1)] + [f"side_{i}" for i in range(1, 7)] + ["fused"]
+        [f"En_{i}" for i in range(1, 7)] + [f"De_{i}" for i in range(5, 0, -1)]
+        + [f"side_{i}" for i in range(1, 7)] + ["fused"]
     )
     strides = {row.stage: row.stride for row in table}
     assert [strides[f"En_{i}"] for i in range(1, 7)] == [1, 2, 4, 8, 16, 32]
@@ -221,7 +224,8 @@ def test_receptive_fields_table():
 
 
 def test_receptive_fields_depend_on_topology_only():
-    assert receptive_fields(u2net_xs(1)) == receptive_fields(u2net_small(2)) == receptive_fields(u2net_full(1))
+    assert (receptive_fields(u2net_xs(1)) == receptive_fields(u2net_small(2))
+            == receptive_fields(u2net_full(1)))
 
 
 def test_receptive_field_bad_input():

@@ -43,7 +43,8 @@ def test_items_are_image_and_target_tensors(layout):
     assert y.dtype == torch.float32 and y.shape == (4, SIZE, SIZE)
     assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
     # the present table: IDRiD_02 has no SE file, IDRiD_03 no HE file
-    assert data.present.tolist() == [[True] * 4, [True, True, True, False], [True, False, True, True]]
+    assert data.present.tolist() == [[True] * 4, [True, True, True, False],
+                                     [True, False, True, True]]
 
 
 @pytest.mark.parametrize("lesions", [("MA",), ("EX", "SE"), ("MA", "HE"), ("MA", "HE", "EX", "SE")])
@@ -61,7 +62,8 @@ def test_the_target_holds_the_chosen_lesions_in_order(layout, lesions):
 
 def test_an_item_is_exactly_what_preprocess_gives_for_prediction(layout):
     root, cache = layout
-    data = LesionDataset(root, "test", size=SIZE, cache_dir=cache, mean=(0.4, 0.3, 0.2), std=(0.2, 0.1, 0.1))
+    data = LesionDataset(root, "test", size=SIZE, cache_dir=cache, mean=(0.4, 0.3, 0.2),
+                         std=(0.2, 0.1, 0.1))
     reader = IDRiD(root, "test")
     for i in range(len(data)):
         x, _ = data[i]
@@ -82,14 +84,16 @@ def test_the_cache_is_used_and_the_data_folder_untouched(layout, monkeypatch):
         raise AssertionError("a cached photograph was decoded again")
 
     monkeypatch.setattr(dataset_module.IDRiD, "__getitem__", no_decoding)
-    again = LesionDataset(root, "train", size=SIZE, cache_dir=cache, mean=(0.5,) * 3, std=(0.2,) * 3)
+    again = LesionDataset(root, "train", size=SIZE, cache_dir=cache, mean=(0.5,) * 3,
+                          std=(0.2,) * 3)
     x, y = again[2]
     assert x.shape == (3, SIZE, SIZE)
 
 
 def test_a_changed_mask_file_rebuilds_its_entry(layout):
     root, cache = layout
-    data = LesionDataset(root, "train", lesions=("EX",), size=SIZE, cache_dir=cache, mean=(0.5,) * 3, std=(0.2,) * 3)
+    data = LesionDataset(root, "train", lesions=("EX",), size=SIZE, cache_dir=cache,
+                         mean=(0.5,) * 3, std=(0.2,) * 3)
     assert data[0][1].sum() > 0
     path = mask_folder(root, "train", "EX") / "IDRiD_01_EX.tif"
     write_mask(path, np.zeros((48, 64), bool))
@@ -103,7 +107,8 @@ def test_each_size_has_its_own_cache_folder(layout):
     LesionDataset(root, "test", size=SIZE, cache_dir=cache, **stats)
     LesionDataset(root, "test", size=24, cache_dir=cache, **stats)
     folders = sorted(p.name for p in cache.iterdir())
-    assert len(folders) == 2 and "-24px-" in folders[0] + folders[1] and "-32px-" in folders[0] + folders[1]
+    assert (len(folders) == 2 and "-24px-" in folders[0] + folders[1]
+            and "-32px-" in folders[0] + folders[1])
 
 
 def test_stats_come_from_the_training_squares_inside_the_disc(layout):
@@ -117,8 +122,10 @@ def test_stats_come_from_the_training_squares_inside_the_disc(layout):
     test = LesionDataset(root, "test", size=SIZE, cache_dir=cache)
     assert np.array_equal(test.mean, train.mean) and np.array_equal(test.std, train.std)
     # inside the training discs the inputs have mean 0 and std 1
-    inside = np.concatenate([train[i][0].numpy()[:, e.disc] for i, e in enumerate(examples)], axis=1)  # (3, n)
-    assert np.allclose(inside.mean(axis=1), 0, atol=1e-5) and np.allclose(inside.std(axis=1), 1, atol=1e-4)
+    inside = np.concatenate([train[i][0].numpy()[:, e.disc] for i, e in enumerate(examples)],
+                            axis=1)  # (3, n)
+    assert (np.allclose(inside.mean(axis=1), 0, atol=1e-5)
+            and np.allclose(inside.std(axis=1), 1, atol=1e-4))
 
 
 def test_stats_of_some_training_photographs_leave_the_others_out(layout):
@@ -127,14 +134,17 @@ def test_stats_of_some_training_photographs_leave_the_others_out(layout):
     train = LesionDataset(root, "train", size=SIZE, cache_dir=cache)
     kept = [train.example(i) for i in (0, 2)]
     mean, std = channel_stats([clahe(e.image) for e in kept], [e.disc for e in kept])
-    assert np.array_equal(np.stack(dataset_stats(root, SIZE, cache, indices=[0, 2])), np.stack((mean, std)))
-    assert not np.allclose(dataset_stats(root, SIZE, cache, indices=[0, 2]), dataset_stats(root, SIZE, cache))
+    assert np.array_equal(np.stack(dataset_stats(root, SIZE, cache, indices=[0, 2])),
+                          np.stack((mean, std)))
+    assert not np.allclose(dataset_stats(root, SIZE, cache, indices=[0, 2]),
+                           dataset_stats(root, SIZE, cache))
 
 
 def test_clahe_off_and_green_change_the_input(layout):
     root, cache = layout
     stats = {"mean": (0.5,) * 3, "std": (0.2,) * 3}
-    inputs = [LesionDataset(root, "train", size=SIZE, cache_dir=cache, clahe=c, clahe_channel=ch, **stats)[0][0]
+    inputs = [LesionDataset(root, "train", size=SIZE, cache_dir=cache, clahe=c, clahe_channel=ch,
+                            **stats)[0][0]
               for c, ch in [(True, "lab"), (False, "lab"), (True, "green")]]
     assert not torch.equal(inputs[0], inputs[1]) and not torch.equal(inputs[0], inputs[2])
     assert torch.equal(inputs[1][[0, 2]], inputs[2][[0, 2]])  # green CLAHE leaves red and blue
@@ -147,7 +157,8 @@ def test_augmentation_is_the_papers_drawn_from_seed_epoch_and_index(layout):
     data.set_epoch(2)
     x, y = data[1]
     example = data.example(1)
-    square, masks = augment(enhance_square(example.image), example.masks, np.random.default_rng([4, 2, 1]))
+    square, masks = augment(enhance_square(example.image), example.masks,
+                            np.random.default_rng([4, 2, 1]))
     assert np.array_equal(y.numpy(), masks.astype(np.float32))
     assert np.array_equal(x.numpy(), to_input(square, data.mean, data.std))
     assert torch.equal(data[1][0], x)  # the same epoch gives the same draw
@@ -159,7 +170,8 @@ def test_augmentation_is_the_papers_drawn_from_seed_epoch_and_index(layout):
 
 def test_dataloader_workers_give_the_same_batches(layout):
     root, cache = layout
-    data = LesionDataset(root, "train", size=SIZE, cache_dir=cache, augment=True, mean=(0.5,) * 3, std=(0.2,) * 3)
+    data = LesionDataset(root, "train", size=SIZE, cache_dir=cache, augment=True, mean=(0.5,) * 3,
+                         std=(0.2,) * 3)
     data.set_epoch(5)
     batches = {}
     for workers in (0, 2):

@@ -1,4 +1,5 @@
-"""`make demo` at a tiny size: every step runs, everything lands where the summary says, nothing is overwritten."""
+"""`make demo` at a tiny size: every step runs, everything lands where the summary says,
+nothing is overwritten."""
 
 import json
 import re
@@ -36,7 +37,8 @@ def test_real_demo_prints_table_1_trains_and_draws_overlays(tmp_path, capsys):
     assert "512 px square" in table and "photograph's own frame" in table
     listed = listed_paths(printed, out)
     assert len(listed) == 5 and all(path.exists() for path in listed), listed
-    assert [p.name for p in listed[2:]] == [f"{name}_overlay.png" for name in demo.OVERLAY_PHOTOGRAPHS]
+    assert [p.name for p in listed[2:]] == [f"{name}_overlay.png"
+                                            for name in demo.OVERLAY_PHOTOGRAPHS]
     run = json.loads((out / "run" / "run.json").read_text())
     assert (run["size"], run["patch"], run["schedule_epochs"]) == (64, 64, 1)
     assert len(run["train_images"]) + len(run["validation_images"]) == 54  # the real training split
@@ -50,8 +52,8 @@ def test_real_demo_prints_table_1_trains_and_draws_overlays(tmp_path, capsys):
 @pytest.mark.slow
 def test_synthetic_demo_writes_and_lists_everything(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = run_demo(["--out", str(out), "--data", "synthetic", "--size", "64", "--epochs", "1", "--n-train", "3",
-                     "--n-test", "2"])
+    code = run_demo(["--out", str(out), "--data", "synthetic", "--size", "64", "--epochs", "1",
+                     "--n-train", "3", "--n-test", "2"])
     printed = capsys.readouterr().out
     assert code == 0
     # synthetic test, then the real test split

@@ -37,14 +37,16 @@ def train_as_process(rank, world, port, argv, result_folder):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_idrid_layout(tmp_path_factory.mktemp("data") / "idrid", n_train=5, n_test=1, size=64, seed=0)
+    return write_idrid_layout(tmp_path_factory.mktemp("data") / "idrid", n_train=5, n_test=1,
+                              size=64, seed=0)
 
 
 def test_two_processes_end_with_identical_weights(data, tmp_path):
     out = tmp_path / "run"
     # 5 photographs, 1 held out: each process trains on 2 of the 4, one batch of 2
-    argv = ["--data", str(data), "--out", str(out), "--size", "64", "--epochs", "1", "--batch-size", "2",
-            "--val-fraction", "0.2", "--cache", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]
+    argv = ["--data", str(data), "--out", str(out), "--size", "64", "--epochs", "1",
+            "--batch-size", "2", "--val-fraction", "0.2", "--cache", str(tmp_path / "cache"),
+            "--no-progress", "--device", "cpu"]
     mp.spawn(train_as_process, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -55,4 +57,5 @@ def test_two_processes_end_with_identical_weights(data, tmp_path):
         assert torch.equal(rank0[key], rank1[key]), key
         assert torch.equal(rank0[key], saved["state_dict"][key]), key
     assert saved["epoch"] == 0 and len(saved["history"]) == 1
-    assert sorted(p.name for p in (out / GROUP).iterdir()) == ["best.pt", "curves.png", "last.pt", "metrics.csv"]
+    assert sorted(p.name for p in (out / GROUP).iterdir()) == ["best.pt", "curves.png", "last.pt",
+                                                               "metrics.csv"]

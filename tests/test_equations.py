@@ -28,7 +28,8 @@ Y_HAT = np.array([[[[0.5, 0.5], [0.2, 0.8]], [[0.9, 0.6], [0.1, 0.3]]]])  # (1, 
         (np.array([[[[1, 0], [0, 0]]]]), [1.0]),
         # MA: r = 3 / (1 + 1) = 1.5, 1.5^(1/8) = 1.0519895
         # EX: r = 2 / (2 + 1) = 0.6666667, (2/3)^(1/8) = 0.9505798
-        # sum = 2.0025693 -> w = 1.0519895 / 2.0025693 = 0.5253199, 0.9505798 / 2.0025693 = 0.4746801
+        # sum = 2.0025693 -> w = 1.0519895 / 2.0025693 = 0.5253199,
+        #                        0.9505798 / 2.0025693 = 0.4746801
         (Y, [0.5253199, 0.4746801]),
         # MA empty: r = 4 / 1 = 4, 4^(1/8) = 1.0905077
         # EX full:  r = 0 / 5 = 0, 0^(1/8) = 0 -> all weight on MA
@@ -41,7 +42,8 @@ def test_class_weights_by_hand(y, expected):
 
 def test_class_weights_sum_over_the_batch_not_one_image():
     # image 1: MA [[1,0],[0,0]]; image 2: MA all 0 -> pos = 1, neg = 7 over the batch
-    # r = 7 / 2 = 3.5 for MA; EX has [[1,1],[1,1]] and [[0,0],[0,0]] -> pos = 4, neg = 4, r = 4 / 5 = 0.8
+    # r = 7 / 2 = 3.5 for MA;
+    # EX has [[1,1],[1,1]] and [[0,0],[0,0]] -> pos = 4, neg = 4, r = 4 / 5 = 0.8
     # 3.5^(1/8) = 1.1695223, 0.8^(1/8) = 0.9724925 -> w = 1.1695223 / 2.1420148 = 0.5459917
     y = np.zeros((2, 2, 2, 2))
     y[0, 0, 0, 0] = 1
@@ -86,7 +88,8 @@ def test_focal_bce_by_hand():
 
 def test_focal_bce_gamma_zero_is_plain_bce():
     # gamma = 0, one pixel y=1, y_hat=0.25: -log 0.25 = 1.3862944
-    np.testing.assert_allclose(E.focal_bce([[[[1]]]], [[[[0.25]]]], gamma=0.0), [1.3862944], rtol=RTOL)
+    np.testing.assert_allclose(E.focal_bce([[[[1]]]], [[[[0.25]]]], gamma=0.0), [1.3862944],
+                               rtol=RTOL)
     rng = np.random.default_rng(1)
     y = (rng.random((2, 3, 4, 4)) < 0.3).astype(float)
     y_hat = rng.uniform(0.01, 0.99, y.shape)
@@ -95,7 +98,8 @@ def test_focal_bce_gamma_zero_is_plain_bce():
 
 
 def test_focal_bce_easy_pixels_lose_weight_as_gamma_grows():
-    # an easy background pixel y=0, y_hat=0.1: gamma=0: -log 0.9 = 0.1053605; gamma=1: 0.1 * 0.1053605
+    # an easy background pixel y=0, y_hat=0.1: gamma=0: -log 0.9 = 0.1053605;
+    # gamma=1: 0.1 * 0.1053605
     losses = [E.focal_bce([[[[0]]]], [[[[0.1]]]], gamma=g)[0] for g in (0.0, 1.0, 2.0)]
     np.testing.assert_allclose(losses, [0.1053605, 0.01053605, 0.001053605], rtol=RTOL)
 
@@ -110,13 +114,15 @@ def test_focal_bce_certain_and_right_is_zero():
 def test_dice_loss_by_hand():
     # s = 1
     # MA: sum y*y_hat = 0.5, sum y = 1, sum y_hat = 2.0 -> 1 - (2*0.5 + 1) / (3 + 1) = 1 - 2/4 = 0.5
-    # EX: sum y*y_hat = 1.5, sum y = 2, sum y_hat = 1.9 -> 1 - (3 + 1) / (3.9 + 1) = 1 - 0.8163265 = 0.1836735
+    # EX: sum y*y_hat = 1.5, sum y = 2, sum y_hat = 1.9
+    #     -> 1 - (3 + 1) / (3.9 + 1) = 1 - 0.8163265 = 0.1836735
     np.testing.assert_allclose(E.dice_loss(Y, Y_HAT, smooth=1.0), [0.5, 0.1836735], rtol=RTOL)
 
 
 def test_dice_loss_perfect_prediction_is_zero_and_near_perfect_tends_to_zero():
     np.testing.assert_array_equal(E.dice_loss(Y, Y, smooth=1.0), [0.0, 0.0])
-    # y_hat = 0.999 on the lesion, 0.001 elsewhere: D -> 1 - 2*0.999*P / (P + 0.999*P + 0.001*Q) as s -> 0
+    # y_hat = 0.999 on the lesion, 0.001 elsewhere:
+    # D -> 1 - 2*0.999*P / (P + 0.999*P + 0.001*Q) as s -> 0
     near = np.where(Y == 1, 0.999, 0.001)
     losses = [E.dice_loss(Y, near, smooth=s) for s in (1.0, 1e-3, 1e-9)]
     # MA: 2 sum y y_hat = 1.998, sum y + sum y_hat = 2.002; s pulls the ratio towards 1:
@@ -129,7 +135,8 @@ def test_dice_loss_perfect_prediction_is_zero_and_near_perfect_tends_to_zero():
 
 def test_dice_loss_empty_channel_predicted_empty_is_zero():
     # sum y = 0, sum y_hat = 0 -> 1 - s / s = 0
-    np.testing.assert_array_equal(E.dice_loss(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2))), [0.0])
+    np.testing.assert_array_equal(E.dice_loss(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2))),
+                                  [0.0])
 
 
 # --- the paper's loss L and deep supervision -------------------------------------------
@@ -150,7 +157,8 @@ def test_alpha_one_leaves_only_focal_bce_and_alpha_zero_only_dice():
     assert E.lesion_loss(Y, Y_HAT, alpha=1.0) == pytest.approx(only_bce, rel=1e-12)
     assert E.lesion_loss(Y, Y_HAT, alpha=0.0) == pytest.approx(only_dice, rel=1e-12)
     # and the mixture is linear in alpha: 0.75 * bce + 0.25 * dice
-    assert E.lesion_loss(Y, Y_HAT, alpha=0.75) == pytest.approx(0.75 * only_bce + 0.25 * only_dice, rel=1e-12)
+    assert E.lesion_loss(Y, Y_HAT, alpha=0.75) == pytest.approx(0.75 * only_bce + 0.25 * only_dice,
+                                                                rel=1e-12)
 
 
 def test_seven_identical_outputs_give_seven_times_the_loss():

@@ -25,14 +25,16 @@ GROUP = "MA-HE-EX-SE"
 
 @pytest.fixture(scope="module")
 def clean_data(tmp_path_factory):
-    return write_idrid_layout(tmp_path_factory.mktemp("data") / "idrid", n_train=4, n_test=2, size=SIZE, seed=0)
+    return write_idrid_layout(tmp_path_factory.mktemp("data") / "idrid", n_train=4, n_test=2,
+                              size=SIZE, seed=0)
 
 
 @pytest.fixture(scope="module")
 def trained(clean_data, tmp_path_factory):
     """A finished 1-epoch run: its best.pt serves evaluate and predict, its folder --resume."""
     out = tmp_path_factory.mktemp("runs") / "run"
-    assert train.main(train_args(clean_data, out, tmp_path_factory.mktemp("cache"), "--epochs", "1")) == 0
+    assert train.main(train_args(clean_data, out, tmp_path_factory.mktemp("cache"),
+                                 "--epochs", "1")) == 0
     return out
 
 
@@ -49,7 +51,8 @@ def damaged(clean_data, tmp_path, damage):
 
 
 def first_photo(root, split="train"):
-    return image_folder(root, split) / "IDRiD_01.jpg" if split == "train" else sorted(image_folder(root, split).iterdir())[0]
+    return (image_folder(root, split) / "IDRiD_01.jpg" if split == "train"
+            else sorted(image_folder(root, split).iterdir())[0])
 
 
 def first_mask(root):
@@ -86,7 +89,7 @@ def unknown_mask_names(root):
         path.rename(path.with_name(path.stem + "_mask.png"))
 
 
-# --------------------------------------------------------------------------- the table: exit codes and messages
+# -------------------------------------------------------------- the table: exit codes and messages
 
 def evil_checkpoint(path):
     torch.save({"format": "u2net_mini checkpoint", "payload": RunsCode()}, path)
@@ -100,7 +103,8 @@ def grey_photo(folder):
 
 
 def case(command, code, message, build):
-    return pytest.param(command, code, message, build, id=f"{command.__name__.split('.')[-1]}-{build.__name__}")
+    return pytest.param(command, code, message, build,
+                        id=f"{command.__name__.split('.')[-1]}-{build.__name__}")
 
 
 def train_on(damage):
@@ -134,12 +138,14 @@ def out_not_empty(clean_data, trained, tmp_path):
 
 
 def diverging(clean_data, trained, tmp_path):
-    return train_args(clean_data, tmp_path / "run", tmp_path / "cache", "--epochs", "2", "--lr", "1e9")
+    return train_args(clean_data, tmp_path / "run", tmp_path / "cache", "--epochs", "2",
+                      "--lr", "1e9")
 
 
 def evaluate_empty_photo(clean_data, trained, tmp_path):
     root = damaged(clean_data, tmp_path, lambda r: first_photo(r, "test").write_bytes(b""))
-    return ["--checkpoint", str(trained / GROUP / "best.pt"), "--data", str(root), "--out", str(tmp_path / "ev")]
+    return ["--checkpoint", str(trained / GROUP / "best.pt"), "--data", str(root),
+            "--out", str(tmp_path / "ev")]
 
 
 def evaluate_out_is_a_file(clean_data, trained, tmp_path):
@@ -154,7 +160,8 @@ def evaluate_untrusted_checkpoint(clean_data, trained, tmp_path):
 
 
 def evaluate_missing_checkpoint(clean_data, trained, tmp_path):
-    return ["--checkpoint", str(tmp_path / "none.pt"), "--data", str(clean_data), "--out", str(tmp_path / "ev")]
+    return ["--checkpoint", str(tmp_path / "none.pt"), "--data", str(clean_data),
+            "--out", str(tmp_path / "ev")]
 
 
 def predict_empty_photo_among_good(clean_data, trained, tmp_path):
@@ -162,11 +169,13 @@ def predict_empty_photo_among_good(clean_data, trained, tmp_path):
     photos.mkdir()
     (photos / "a_empty.jpg").write_bytes(b"")
     shutil.copy(first_photo(clean_data, "test"), photos / "b_good.jpg")
-    return [str(photos), "--checkpoint", str(trained / GROUP / "best.pt"), "--out", str(tmp_path / "maps")]
+    return [str(photos), "--checkpoint", str(trained / GROUP / "best.pt"),
+            "--out", str(tmp_path / "maps")]
 
 
 def predict_untrusted_checkpoint(clean_data, trained, tmp_path):
-    return [str(first_photo(clean_data, "test")), "--checkpoint", str(evil_checkpoint(tmp_path / "evil.pt")),
+    return [str(first_photo(clean_data, "test")),
+            "--checkpoint", str(evil_checkpoint(tmp_path / "evil.pt")),
             "--out", str(tmp_path / "maps")]
 
 
@@ -174,7 +183,8 @@ def predict_outputs_exist(clean_data, trained, tmp_path):
     photo = first_photo(clean_data, "test")
     (tmp_path / "maps").mkdir()
     (tmp_path / "maps" / f"{photo.stem}_overlay.png").write_bytes(b"mine")
-    return [str(photo), "--checkpoint", str(trained / GROUP / "best.pt"), "--out", str(tmp_path / "maps")]
+    return [str(photo), "--checkpoint", str(trained / GROUP / "best.pt"),
+            "--out", str(tmp_path / "maps")]
 
 
 def predict_out_is_a_file(clean_data, trained, tmp_path):
@@ -184,7 +194,8 @@ def predict_out_is_a_file(clean_data, trained, tmp_path):
 
 
 def predict_greyscale(clean_data, trained, tmp_path):
-    return [str(grey_photo(tmp_path)), "--checkpoint", str(trained / GROUP / "best.pt"), "--out", str(tmp_path / "maps")]
+    return [str(grey_photo(tmp_path)), "--checkpoint", str(trained / GROUP / "best.pt"),
+            "--out", str(tmp_path / "maps")]
 
 
 CASES = [
@@ -213,7 +224,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("command, code, message, build", CASES)
-def test_exit_code_and_message(clean_data, trained, tmp_path, capsys, command, code, message, build):
+def test_exit_code_and_message(clean_data, trained, tmp_path, capsys, command, code, message,
+                               build):
     argv = build(clean_data, trained, tmp_path)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert command.main(argv + (["--no-progress"] if command is train else [])) == code
@@ -236,15 +248,9 @@ def test_masks_named_tiff_in_any_case_are_read(clean_data, tmp_path):
 
 def test_unknown_mask_names_are_refused_naming_what_was_looked_for(clean_data, tmp_path):
     root = damaged(clean_data, tmp_path, unknown_mask_names)
-    with pytest.raises(ValueError, match=r"looked for '<photograph>_<lesion>\.tif' \(or \.tiff, any "
-                                         r""
-                                         r""
-                                         r""
-                                         r""
-                                         r""
-                                         r"case\), "
-                                         r"e\.g\. 'IDRiD_01_MA\.tif'.*found \d+ other files, "
-                                         r"e\.g\."):
+    with pytest.raises(ValueError, match=r"looked for '<photograph>_<lesion>\.tif' \(or \.tiff, "
+                                         r"any case\), e\.g\. 'IDRiD_01_MA\.tif'.*found \d+ other "
+                                         r"files, e\.g\."):
         IDRiD(root, "train")
 
 
@@ -252,7 +258,8 @@ def test_unknown_mask_names_are_refused_naming_what_was_looked_for(clean_data, t
 
 def test_a_diverging_run_with_validation_stops_cleanly(clean_data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert train.main(train_args(clean_data, out, tmp_path / "cache", "--epochs", "2", "--lr", "1e9")) == 1
+    assert train.main(train_args(clean_data, out, tmp_path / "cache", "--epochs", "2",
+                                 "--lr", "1e9")) == 1
     err = capsys.readouterr().err
     assert "stopped" in err and "Traceback" not in err
     assert "no epoch had finished, so there is no checkpoint" in err and "--lr 1e+08" in err
@@ -278,7 +285,8 @@ def test_weights_wrecked_by_the_last_step_are_never_saved_and_the_advice_works(
     assert f"{last} (epoch 1) holds the last good weights" in err
     for name in ("last.pt", "best.pt"):
         payload = load_checkpoint(out / GROUP / name)
-        assert payload["epoch"] == 0 and all(torch.isfinite(t).all() for t in payload["state_dict"].values())
+        assert payload["epoch"] == 0 and all(torch.isfinite(t).all()
+                                             for t in payload["state_dict"].values())
     command = err[err.index("python -m u2net_mini.train"):].split()
     assert command[3:7] == ["--out", str(out), "--resume", "--lr"] and command[7] == "0.0001"
     monkeypatch.setattr(train, "train_epoch", real_epoch)
@@ -300,9 +308,11 @@ def test_other_settings_still_cannot_change_on_resume(trained, tmp_path, capsys)
 def test_best_pt_is_written_before_last_pt(clean_data, tmp_path, monkeypatch):
     order = []
     real_save = train.save_checkpoint
-    monkeypatch.setattr(train, "save_checkpoint", lambda path, payload: (order.append(path.name),
-                                                                         real_save(path, payload))[1])
-    assert train.main(train_args(clean_data, tmp_path / "run", tmp_path / "cache", "--epochs", "2")) == 0
+    monkeypatch.setattr(train, "save_checkpoint",
+                        lambda path, payload: (order.append(path.name),
+                                               real_save(path, payload))[1])
+    assert train.main(train_args(clean_data, tmp_path / "run", tmp_path / "cache",
+                                 "--epochs", "2")) == 0
     assert order[:2] == ["best.pt", "last.pt"] and order[-1] == "last.pt"
 
 
@@ -333,13 +343,14 @@ class RunsCode:
         return (os.getcwd, ())
 
 
-def test_an_untrusted_checkpoint_is_refused_without_advice_to_disable_safe_loading(trained, clean_data, tmp_path,
-                                                                                   capsys):
+def test_an_untrusted_checkpoint_is_refused_without_advice_to_disable_safe_loading(
+        trained, clean_data, tmp_path, capsys):
     evil = tmp_path / "evil.pt"
     torch.save({"format": "u2net_mini checkpoint", "payload": RunsCode()}, evil)
     photo = first_photo(clean_data, "test")
     for command, argv in ((evaluate.main, ["--checkpoint", str(evil), "--data", str(clean_data)]),
-                          (predict.main, [str(photo), "--checkpoint", str(evil), "--out", str(tmp_path / "maps")])):
+                          (predict.main, [str(photo), "--checkpoint", str(evil),
+                                          "--out", str(tmp_path / "maps")])):
         assert command(argv) == 2
         err = capsys.readouterr().err
         assert "can run code from the file" in err and "weights_only" not in err
@@ -349,10 +360,12 @@ def test_an_untrusted_checkpoint_is_refused_without_advice_to_disable_safe_loadi
 
 # --------------------------------------------------------------------------- evaluate and predict
 
-def test_evaluate_refuses_an_out_that_is_a_file_before_evaluating(trained, clean_data, tmp_path, capsys):
+def test_evaluate_refuses_an_out_that_is_a_file_before_evaluating(trained, clean_data, tmp_path,
+                                                                  capsys):
     taken = tmp_path / "results.md"
     taken.write_text("mine")
-    argv = ["--checkpoint", str(trained / GROUP / "best.pt"), "--data", str(clean_data), "--out", str(taken)]
+    argv = ["--checkpoint", str(trained / GROUP / "best.pt"), "--data", str(clean_data),
+            "--out", str(taken)]
     assert evaluate.main(argv) == 2
     assert "is a file" in capsys.readouterr().err and taken.read_text() == "mine"
 
@@ -374,8 +387,8 @@ def test_predict_skips_a_bad_photograph_and_goes_on(trained, tmp_path, capsys):
 def test_predict_warns_about_a_greyscale_photograph(trained, tmp_path, capsys):
     image, _ = make_fundus(3, 96, frame="idrid")  # (64, 96, 3)
     Image.fromarray(image).convert("L").save(tmp_path / "grey.png")
-    assert predict.main([str(tmp_path / "grey.png"), "--checkpoint", str(trained / GROUP / "best.pt"),
-                         "--out", str(tmp_path / "maps")]) == 0
+    assert predict.main([str(tmp_path / "grey.png"), "--checkpoint",
+                         str(trained / GROUP / "best.pt"), "--out", str(tmp_path / "maps")]) == 0
     assert "grey.png is a greyscale photograph" in capsys.readouterr().err
 
 

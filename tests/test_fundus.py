@@ -113,7 +113,8 @@ def test_real_idrid_disc_is_cut_at_top_and_bottom(idrid_photograph):
     assert (y0, y1) == (0, height)
     assert 0 < x0 and x1 < width and x1 - x0 > height  # wider than tall: cut at top and bottom
     mask = fundus_mask(idrid_photograph)
-    assert idrid_photograph[mask].max(axis=1).mean() > 100 > 15 > idrid_photograph[~mask].max(axis=1).mean()
+    assert (idrid_photograph[mask].max(axis=1).mean() > 100 > 15
+            > idrid_photograph[~mask].max(axis=1).mean())
 
 
 @pytest.mark.parametrize("which", ["retina", "idrid_photograph"])
@@ -137,8 +138,8 @@ def test_threshold_moves_the_box_little_in_the_plateau(idrid_photograph):
         (np.full((50, 50, 3), 128, np.uint8), "no retinal disc found: the image has no dark "
                                               "surround"),
         # 6 x 6 bright pixels (24 after the median filter rounds the corners) of 100 x 100
-        (np.pad(np.full((6, 6, 3), 200, np.uint8), ((40, 54), (40, 54), (0, 0))), "no retinal disc "
-                                                                                  "found: the largest"),
+        (np.pad(np.full((6, 6, 3), 200, np.uint8), ((40, 54), (40, 54), (0, 0))),
+         "no retinal disc found: the largest"),
         (np.zeros((50, 50), np.uint8), r"\(H, W, 3\) RGB array, got shape \(50, 50\)"),
         (np.zeros((50, 50, 3), np.float32), "must be uint8"),
     ],
@@ -169,7 +170,10 @@ def test_to_square_pads_then_shrinks_by_area():
     crop = np.array([[0, 4, 8, 12], [0, 4, 8, 12]], dtype=np.uint8)  # (2, 4)
     # padded to 4 x 4: rows 0 and 3 black, rows 1 and 2 the crop
     padded = to_square(crop, 4)
-    assert np.array_equal(padded, np.array([[0, 0, 0, 0], [0, 4, 8, 12], [0, 4, 8, 12], [0, 0, 0, 0]]))
+    assert np.array_equal(padded, np.array([[0, 0, 0, 0],
+                                            [0, 4, 8, 12],
+                                            [0, 4, 8, 12],
+                                            [0, 0, 0, 0]]))
     # area average of each 2 x 2 block: (0+0+0+4)/4 = 1, (0+0+8+12)/4 = 5, and the same below
     assert np.array_equal(to_square(crop, 2), np.array([[1, 5], [1, 5]]))
 

@@ -36,7 +36,8 @@ def write_layout(root, names_by_split, seed=0, absent=()):
         image_folder(root, split).mkdir(parents=True, exist_ok=True)
         for k, name in enumerate(names):
             image, masks = tiny_fundus(seed + k)
-            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                    [cv2.IMWRITE_JPEG_QUALITY, 95])
             (image_folder(root, split) / f"{name}.jpg").write_bytes(jpeg.tobytes())
             for lesion, mask in zip(LESIONS, masks):
                 if (name, lesion) in absent:
@@ -74,9 +75,11 @@ def test_the_shipped_files_match_their_checksums_and_licence():
     for line in (root / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ", 1)
         listed[name] = digest
-    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    on_disk = ({p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+               - {"SHA256SUMS"})
     assert set(listed) == on_disk  # nothing unlisted, nothing missing
-    assert len([n for n in listed if n.endswith(".jpg")]) == 81 and len([n for n in listed if n.endswith(".tif")]) == 282
+    assert (len([n for n in listed if n.endswith(".jpg")]) == 81
+            and len([n for n in listed if n.endswith(".tif")]) == 282)
     for name, digest in listed.items():
         assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest, name
     assert "Creative Commons Attribution 4.0" in (root / "LICENSE.txt").read_text()
@@ -103,7 +106,8 @@ def test_write_mask_round_trip(tmp_path, shape, deflate):
     assert set(np.unique(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))) <= {0, 76}
     assert np.array_equal(read_mask(path), mask)
     with Image.open(path) as image:
-        assert image.mode == "P" and image.tag_v2[258] == (1,) and image.tag_v2[259] == (8 if deflate else 1)
+        assert (image.mode == "P" and image.tag_v2[258] == (1,)
+                and image.tag_v2[259] == (8 if deflate else 1))
     assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0, mask)
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
@@ -116,7 +120,8 @@ def test_write_mask_refuses_a_non_bool_mask(tmp_path):
 
 def test_a_synthetic_layout_with_other_names_and_missing_masks(tmp_path):
     written = write_layout(
-        tmp_path, {"train": ["IDRiD_03", "IDRiD_01", "IDRiD_02"], "test": ["IDRiD_09"]}, absent={("IDRiD_02", "SE")}
+        tmp_path, {"train": ["IDRiD_03", "IDRiD_01", "IDRiD_02"], "test": ["IDRiD_09"]},
+        absent={("IDRiD_02", "SE")}
     )
     train = IDRiD(tmp_path, "train")
     assert train.names == ["IDRiD_01", "IDRiD_02", "IDRiD_03"]  # sorted

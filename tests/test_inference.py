@@ -50,8 +50,9 @@ def x():
 
 
 def payload_for(model):
-    return {"model_config": dict(model.config), "state_dict": model.state_dict(), "lesions": LESION_PAIR,
-            "input_size": 64, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.1], "preprocessing": {"clahe": True}}
+    return {"model_config": dict(model.config), "state_dict": model.state_dict(),
+            "lesions": LESION_PAIR, "input_size": 64, "mean": [0.5, 0.4, 0.3],
+            "std": [0.2, 0.2, 0.1], "preprocessing": {"clahe": True}}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,8 @@ def onnx_file(model, tmp_path_factory):
 
 def test_optimized_model_equals_the_model_in_float64(model):
     model64 = build_model("xs", 2).double()
-    model64.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    model64.load_state_dict({k: v.double() if v.is_floating_point() else v
+                             for k, v in model.state_dict().items()})
     model64.eval()
     optimized = optimize_model(model64)
     # (1, 3, 48, 64) float64
@@ -135,7 +137,8 @@ def test_bf16_session_stays_close_to_fp32(model, x):
 
 def test_bf16_auto_follows_the_cpu(model, onnx_file, tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "best.pt", payload_for(model))
-    assert load_session(path, bf16="auto").dtype == (torch.bfloat16 if bf16_supported("cpu") else torch.float32)
+    assert load_session(path, bf16="auto").dtype == (torch.bfloat16 if bf16_supported("cpu")
+                                                     else torch.float32)
     monkeypatch.setattr(inference, "bf16_supported", lambda device: False)
     assert load_session(path, bf16="auto").dtype == torch.float32
     assert isinstance(load_session(onnx_file, bf16="auto"), OnnxSession)  # ONNX runs fp32, no error
@@ -182,7 +185,8 @@ def test_onnx_session_equals_torch_at_a_new_size_and_batch(model, onnx_file):
 def test_onnx_session_reads_the_payload_from_metadata(onnx_file):
     session, payload = load_for_prediction(onnx_file)
     assert payload["lesions"] == LESION_PAIR
-    assert payload["input_size"] == 64 and payload["mean"] == [0.5, 0.4, 0.3] and payload["std"] == [0.2, 0.2, 0.1]
+    assert (payload["input_size"] == 64 and payload["mean"] == [0.5, 0.4, 0.3]
+            and payload["std"] == [0.2, 0.2, 0.1])
     assert payload["preprocessing"] == {"clahe": True}
     assert payload["model_config"]["name"] == "xs" and payload["model_config"]["out_ch"] == 2
 
@@ -190,7 +194,8 @@ def test_onnx_session_reads_the_payload_from_metadata(onnx_file):
 def test_onnx_without_metadata_cannot_predict(model, onnx_file, tmp_path):
     proto = onnx.load(onnx_file)
     proto.ClearField("metadata_props")
-    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps({"model_config": dict(model.config)})})
+    onnx.helper.set_model_props(proto,
+                                {METADATA_KEY: json.dumps({"model_config": dict(model.config)})})
     path = tmp_path / "bare.onnx"
     onnx.save(proto, path)  # what export_onnx(model, path) stores without a payload
     assert OnnxSession(path).payload["model_config"]["out_ch"] == 2

@@ -100,7 +100,8 @@ def test_metadata_round_trips_through_jupytext_and_ipynb(lesson):
     as_ipynb = nbformat.reads(jupytext.writes(notebook, fmt="ipynb"), as_version=4)
     back_to_py = jupytext.reads(jupytext.writes(as_ipynb, fmt="py:percent"), fmt="py:percent")
     for cells in (notebook.cells, as_ipynb.cells, back_to_py.cells):
-        tagged = [(c.cell_type, c.metadata.get("tags"), c.metadata.get("exercise")) for c in cells if c.metadata.get("tags")]
+        tagged = [(c.cell_type, c.metadata.get("tags"), c.metadata.get("exercise"))
+                  for c in cells if c.metadata.get("tags")]
         assert tagged == [
             ("code", ["solution"], 1),
             ("code", ["check"], 1),
@@ -115,14 +116,16 @@ def test_student_notebook_holds_no_solution_text_and_keeps_the_markup(student):
     for secret in SECRETS + (X.BEGIN, X.END):
         assert secret not in text
     notebook = nbformat.read(student, as_version=4)
-    assert X.exercises(notebook) == {1: {"solution": [3], "check": [4]}, 2: {"solution": [5], "check": [6]},
+    assert X.exercises(notebook) == {1: {"solution": [3], "check": [4]},
+                                     2: {"solution": [5], "check": [6]},
                                      3: {"solution": [7], "check": []}}
 
 
 def test_code_regions_become_stubs_indented_like_their_begin_line(student):
     cells = nbformat.read(student, as_version=4).cells
     assert cells[3].source == (
-        'def square(x):\n    """x times x."""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
+        'def square(x):\n    """x times x."""\n'
+        '    # YOUR CODE HERE\n    raise NotImplementedError()'
     )
     # two regions, the line between them kept
     assert cells[5].source == (
@@ -138,23 +141,29 @@ def test_markdown_answers_become_your_answer_here(student):
 @pytest.mark.parametrize(
     "source, match",
     [
-        ('# %% tags=["solution"] exercise=1\n### BEGIN SOLUTION\nx = 1\n', "has no '### END SOLUTION'"),
-        ('# %% tags=["solution"] exercise=1\nx = 1\n### END SOLUTION\n', "without a '### BEGIN SOLUTION'"),
-        ('# %% tags=["solution"] exercise=1\n### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n',
-         "before the"),
+        ('# %% tags=["solution"] exercise=1\n### BEGIN SOLUTION\nx = 1\n',
+         "has no '### END SOLUTION'"),
+        ('# %% tags=["solution"] exercise=1\nx = 1\n### END SOLUTION\n',
+         "without a '### BEGIN SOLUTION'"),
+        ('# %% tags=["solution"] exercise=1\n### BEGIN SOLUTION\n'
+         "### BEGIN SOLUTION\n### END SOLUTION\n", "before the"),
         ("# %%\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "markers in a cell not tagged"),
         ('# %% tags=["solution"] exercise=1\nx = 1\n', "must hold a '### BEGIN SOLUTION'"),
-        ('# %% tags=["solution"]\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n', "needs exercise=N"),
+        ('# %% tags=["solution"]\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n',
+         "needs exercise=N"),
         ("# %% exercise=1\nx = 1\n", "neither"),
         ('# %% tags=["solution", "check"] exercise=1\nx = 1\n', "not both"),
-        ('# %% tags=["solution"] exercise="one"\n### BEGIN SOLUTION\n### END SOLUTION\n', "positive integer"),
-        ('# %% tags=["solution"] exercise=0\n### BEGIN SOLUTION\n### END SOLUTION\n', "positive integer"),
+        ('# %% tags=["solution"] exercise="one"\n### BEGIN SOLUTION\n### END SOLUTION\n',
+         "positive integer"),
+        ('# %% tags=["solution"] exercise=0\n### BEGIN SOLUTION\n### END SOLUTION\n',
+         "positive integer"),
         ('# %% tags=["solution"] exercise=1\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n',
          "no check cell after its code solution"),
         ('# %% tags=["check"] exercise=1\nassert x\n\n# %% tags=["solution"] exercise=1\n'
          "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n", "no check cell after"),
         ('# %% tags=["check"] exercise=2\nassert True\n', "check cells but no solution cell"),
-        ('# %% [markdown] tags=["check"] exercise=1\n# text\n\n# %% [markdown] tags=["solution"] exercise=1\n'
+        ('# %% [markdown] tags=["check"] exercise=1\n# text\n\n'
+         '# %% [markdown] tags=["solution"] exercise=1\n'
          "# ### BEGIN SOLUTION\n# a\n# ### END SOLUTION\n", "a check cell must be a code cell"),
     ],
 )
@@ -234,7 +243,8 @@ def test_a_broken_lesson_stops_make_student_before_any_notebook_is_written(lesso
 
 
 def _executed(cells):
-    """A notebook as nbclient leaves it: cells = [(type, tags, exercise, source, error name or None)]."""
+    """A notebook as nbclient leaves it: cells = [(type, tags, exercise, source, error name or
+    None)]."""
     notebook = nbformat.v4.new_notebook()
     for cell_type, tags, number, source, ename in cells:
         metadata = {"tags": [tags], "exercise": number} if tags else {}
@@ -271,7 +281,8 @@ def test_status_of_each_kind_of_exercise():
         ("markdown", "solution", 6, "YOUR ANSWER HERE", None),
         # 7: the check cell was deleted
         ("code", "solution", 7, "", None),
-        # 8: interrupted after the timeout (nbclient's interrupt_on_timeout raises KeyboardInterrupt in the cell)
+        # 8: interrupted after the timeout (nbclient's interrupt_on_timeout raises
+        # KeyboardInterrupt in the cell)
         ("code", "solution", 8, "", "KeyboardInterrupt"),
         ("code", "check", 8, "", None),
         # 9: code checked and passed, plus a written part answered
@@ -280,7 +291,8 @@ def test_status_of_each_kind_of_exercise():
         ("code", "check", 9, "", None),
     ]), timeout=30)
     assert _statuses(report) == {1: "not attempted", 2: "not attempted", 3: "failed", 4: "passed",
-                                 5: "manual", 6: "not attempted", 7: "failed", 8: "failed", 9: "passed"}
+                                 5: "manual", 6: "not attempted", 7: "failed", 8: "failed",
+                                 9: "passed"}
     assert report["exercises"][8]["detail"] == "also a written answer to read"
     assert report["exercises"][2]["detail"] == "check: AssertionError: why"
     assert report["exercises"][6]["detail"] == "the check cell of this exercise is missing"
@@ -494,7 +506,8 @@ def test_grade_bad_input(tmp_path, capsys):
 
 
 def _solution_lines(notebook):
-    """Lines inside solution regions that appear nowhere else in the lesson (so their absence means something)."""
+    """Lines inside solution regions that appear nowhere else in the lesson (so their absence
+    means something)."""
     inside, outside = set(), []
     for cell in notebook.cells:
         lines = cell.source.splitlines()

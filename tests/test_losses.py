@@ -37,10 +37,12 @@ def test_torch_equals_numpy_on_random_float64(draw):
         (L.class_weights(y), E.class_weights(target)),
         (L.focal_bce(y, z, gamma), E.focal_bce(target, y_hat, gamma)),
         (L.dice_loss(y, z, smooth), E.dice_loss(target, y_hat, smooth)),
-        (L.lesion_loss(y, z, alpha, gamma, smooth), E.lesion_loss(target, y_hat, alpha, gamma, smooth)),
+        (L.lesion_loss(y, z, alpha, gamma, smooth),
+         E.lesion_loss(target, y_hat, alpha, gamma, smooth)),
         (
             L.deep_supervision_loss(y, [z, z / 2, -z], alpha, gamma, smooth),
-            E.deep_supervision_loss(target, [y_hat, sigmoid(logits / 2), sigmoid(-logits)], alpha, gamma, smooth),
+            E.deep_supervision_loss(target, [y_hat, sigmoid(logits / 2), sigmoid(-logits)],
+                                    alpha, gamma, smooth),
         ),
     ]
     for torch_value, numpy_value in pairs:
@@ -95,7 +97,8 @@ def test_numpy_central_differences_agree_with_torch_gradient():
         up[index] += step
         down[index] -= step
         # d L / d z = (L(z + h) - L(z - h)) / 2h, through the NumPy definition
-        numeric[index] = (E.lesion_loss(target, sigmoid(up)) - E.lesion_loss(target, sigmoid(down))) / (2 * step)
+        numeric[index] = (E.lesion_loss(target, sigmoid(up))
+                          - E.lesion_loss(target, sigmoid(down))) / (2 * step)
     np.testing.assert_allclose(z.grad.numpy(), numeric, rtol=1e-5, atol=1e-9)
 
 

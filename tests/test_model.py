@@ -79,7 +79,8 @@ def test_model_from_config_rebuilds_the_constructors_architecture(config, built)
 
 
 def test_custom_width_is_named_custom():
-    assert U2Net(out_ch=2, width=5).config == {"name": "custom", "out_ch": 2, "in_ch": 3, "width": 5}
+    assert U2Net(out_ch=2, width=5).config == {"name": "custom", "out_ch": 2, "in_ch": 3,
+                                               "width": 5}
 
 
 @pytest.mark.parametrize(
@@ -173,7 +174,8 @@ def test_one_backward_pass_reaches_every_parameter():
     y = (torch.rand(2, 2, 32, 32, dtype=torch.float64) > 0.5).double()
     loss = sum(nn.functional.binary_cross_entropy_with_logits(logits, y) for logits in outputs)
     loss.backward()
-    silent = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    silent = [name for name, p in model.named_parameters()
+              if p.grad is None or not p.grad.abs().sum() > 0]
     assert silent == []
 
 
@@ -184,7 +186,8 @@ def test_training_mode_batch_norm_cancels_the_conv_bias():
     model = u2net_xs(1).double().train()
     outputs = model(torch.randn(2, 3, 32, 32, dtype=torch.float64))
     sum(output.square().mean() for output in outputs).backward()
-    conv_biases = {f"{name}.conv.bias" for name, m in model.named_modules() if isinstance(m, REBNCONV)}
+    conv_biases = {f"{name}.conv.bias" for name, m in model.named_modules()
+                   if isinstance(m, REBNCONV)}
     for name, p in model.named_parameters():
         if name in conv_biases:
             assert p.grad.abs().max() < 1e-10, name

@@ -78,7 +78,8 @@ def test_preserve_puts_a_lost_lesion_where_it_covers_most():
     mask = np.zeros((8, 8), dtype=bool)
     mask[3, 3:6] = True
     assert not resize_mask(mask, (2, 2), "majority").any()
-    assert np.array_equal(resize_mask(mask, (2, 2), "preserve"), np.array([[0, 1], [0, 0]], dtype=bool))
+    assert np.array_equal(resize_mask(mask, (2, 2), "preserve"),
+                          np.array([[0, 1], [0, 0]], dtype=bool))
 
 
 def test_preserve_restores_each_lost_lesion_once():
@@ -154,13 +155,8 @@ def test_preserve_keeps_every_real_exudate(sample_item):
 @pytest.mark.parametrize(
     "mask, shape, rule, match",
     [
-        (np.zeros((4, 4), np.uint8), (2, 2), "preserve", r"mask must be an \(H, W\) bool array, got "
-                                                         r""
-                                                         r""
-                                                         r""
-                                                         r""
-                                                         r""
-                                                         r"uint8"),
+        (np.zeros((4, 4), np.uint8), (2, 2), "preserve",
+         r"mask must be an \(H, W\) bool array, got uint8"),
         (np.zeros((2, 4, 4), bool), (2, 2), "preserve", r"got bool \(2, 4, 4\)"),
         (np.zeros((4, 4), bool), (2, 2), "area", "rule must be one of"),
         (np.zeros((4, 4), bool), (0, 2), "any", "shape must be two positive integers"),

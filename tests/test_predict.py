@@ -1,4 +1,5 @@
-"""Prediction and overlays: blending by hand, the maps the files hold, skipped images, combined models."""
+"""Prediction and overlays: blending by hand, the maps the files hold, skipped images, combined
+models."""
 
 import numpy as np
 import pytest
@@ -24,8 +25,9 @@ def make_checkpoint(path, lesions, size=SIZE, seed=0):
     torch.manual_seed(seed)
     model = build_model("xs", len(lesions))
     return save_checkpoint(path, {
-        "model_config": model.config, "state_dict": model.state_dict(), "lesions": lesions, "input_size": size,
-        "mean": MEAN, "std": STD, "preprocessing": {"clahe": True, "clahe_channel": "lab", "threshold": 30}})
+        "model_config": model.config, "state_dict": model.state_dict(), "lesions": lesions,
+        "input_size": size, "mean": MEAN, "std": STD,
+        "preprocessing": {"clahe": True, "clahe_channel": "lab", "threshold": 30}})
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,8 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """A synthetic photograph as JPEG and as PNG (96 × 64, IDRiD's frame), an unreadable file and a grey image."""
+    """A synthetic photograph as JPEG and as PNG (96 × 64, IDRiD's frame), an unreadable file and
+    a grey image."""
     folder = tmp_path_factory.mktemp("photos")
     image, _ = make_fundus(5, 96, frame="idrid")  # (64, 96, 3)
     Image.fromarray(image).save(folder / "fundus.jpg", quality=95)
@@ -65,7 +68,8 @@ def test_blend_by_hand():
     # (np.rint rounds halves to even)
     assert out[0, 0].tolist() == [74, 104, 178]
     assert out[0, 1].tolist() == [100, 100, 100]  # 0.4 < t: untouched
-    # a = 0.5 * 0.5 = 0.25: 0.75 * (10, 20, 30) + 0.25 * (47, 107, 255) = (19.25, 41.75, 86.25) -> (19, 42, 86)
+    # a = 0.5 * 0.5 = 0.25:
+    # 0.75 * (10, 20, 30) + 0.25 * (47, 107, 255) = (19.25, 41.75, 86.25) -> (19, 42, 86)
     assert out[0, 2].tolist() == [19, 42, 86]
 
 
@@ -101,8 +105,8 @@ def test_blend_rejects_bad_input(y_hat, lesions, message):
 
 
 def test_display_pair_keeps_the_disc_and_the_maps_aligned():
-    image = read_image(idrid_root() / "A. Segmentation" / "1. Original "
-                                                          "Images" / "b. Testing Set" / "IDRiD_55.jpg")
+    image = read_image(idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set"
+                       / "IDRiD_55.jpg")
     _, geometry = preprocess(image, SIZE)
     y_hat = np.zeros((1, SIZE, SIZE), dtype=np.float32)  # (1, s, s)
     y_hat[0, :, : SIZE // 2] = 1  # the left half
@@ -112,10 +116,12 @@ def test_display_pair_keeps_the_disc_and_the_maps_aligned():
     assert maps[0, :, : side // 2 - 8].min() == 1 and maps[0, :, side // 2 + 8:].max() == 0
 
 
-def test_files_hold_the_models_maps_and_bad_images_are_skipped(checkpoints, photos, tmp_path, capsys):
+def test_files_hold_the_models_maps_and_bad_images_are_skipped(checkpoints, photos, tmp_path,
+                                                               capsys):
     out = tmp_path / "out"
     argv = [str(photos / name) for name in ("notes.jpg", "fundus.jpg", "grey.png", "missing.png")]
-    assert predict.main(argv + ["--checkpoint", str(checkpoints["mt"]), "--out", str(out), "--original-grid"]) == 1
+    assert predict.main(argv + ["--checkpoint", str(checkpoints["mt"]), "--out", str(out),
+                                "--original-grid"]) == 1
     err = capsys.readouterr().err
     assert "skipped" in err and "notes.jpg: cannot read image" in err
     assert "grey.png: no retinal disc found" in err and "missing.png does not exist" in err
@@ -140,10 +146,12 @@ def test_an_onnx_file_predicts_the_checkpoints_maps(checkpoints, photos, tmp_pat
     onnx_file = tmp_path / "mt.onnx"
     export_onnx(model, onnx_file, payload=payload)
     out = tmp_path / "out"
-    assert predict.main([str(photos / "fundus.jpg"), "--onnx", str(onnx_file), "--out", str(out)]) == 0
+    assert predict.main([str(photos / "fundus.jpg"), "--onnx", str(onnx_file),
+                         "--out", str(out)]) == 0
     x, _ = preprocess(read_image(photos / "fundus.jpg"), SIZE, MEAN, STD)  # (3, s, s)
     expected = predict.probabilities(model, torch.from_numpy(x)[None])[0].numpy()  # (4, s, s)
-    np.testing.assert_allclose(np.load(out / "fundus_probabilities.npy"), expected, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(np.load(out / "fundus_probabilities.npy"), expected,
+                               rtol=0, atol=1e-4)
 
 
 def test_bf16_maps_stay_close_to_float32(checkpoints, photos, tmp_path):
@@ -157,7 +165,8 @@ def test_bf16_maps_stay_close_to_float32(checkpoints, photos, tmp_path):
 
 
 def test_bf16_with_onnx_is_refused(checkpoints, photos, tmp_path, capsys):
-    argv = [str(photos / "fundus.jpg"), "--onnx", str(tmp_path / "m.onnx"), "--bf16", "--out", str(tmp_path / "out")]
+    argv = [str(photos / "fundus.jpg"), "--onnx", str(tmp_path / "m.onnx"), "--bf16",
+            "--out", str(tmp_path / "out")]
     assert predict.main(argv) == 2
     assert "--bf16 applies to --checkpoint" in capsys.readouterr().err
 
@@ -198,12 +207,14 @@ def test_checkpoints_combine_into_one_set_of_maps(checkpoints, photos):
 
 def test_bad_arguments_exit_2(checkpoints, photos, tmp_path, capsys):
     cases = [
-        ([str(photos / "fundus.jpg"), "--checkpoint", str(tmp_path / "no.pt")], "no checkpoint or "
-                                                                                "ONNX file at"),
+        ([str(photos / "fundus.jpg"), "--checkpoint", str(tmp_path / "no.pt")],
+         "no checkpoint or ONNX file at"),
         ([str(tmp_path / "empty"), "--checkpoint", str(checkpoints["EX"])], "no image files found"),
-        ([str(photos / "fundus.jpg"), str(photos / "sub" / "fundus.png"), "--checkpoint", str(checkpoints["EX"])],
+        ([str(photos / "fundus.jpg"), str(photos / "sub" / "fundus.png"),
+          "--checkpoint", str(checkpoints["EX"])],
          "the same name would write the same files: ['fundus']"),
-        ([str(photos / "fundus.jpg"), "--checkpoint", str(checkpoints["EX"]), "--threshold", "0"], "--threshold"),
+        ([str(photos / "fundus.jpg"), "--checkpoint", str(checkpoints["EX"]), "--threshold", "0"],
+         "--threshold"),
     ]
     (tmp_path / "empty").mkdir()
     for argv, message in cases:

@@ -60,9 +60,11 @@ def test_conv2d_is_cross_correlation():
 
 
 def test_batchnorm_eval_and_relu_by_hand():
-    # gamma (x - mu) / sqrt(var + eps) + beta with eps = 0: 2 (3 - 1) / 2 + 1 = 3 and 2 (-5 - 1) / 2 + 1 = -5
+    # gamma (x - mu) / sqrt(var + eps) + beta with eps = 0:
+    # 2 (3 - 1) / 2 + 1 = 3 and 2 (-5 - 1) / 2 + 1 = -5
     x = np.array([3.0, -5.0]).reshape(1, 1, 1, 2)
-    y = batchnorm_eval(x, np.array([2.0]), np.array([1.0]), np.array([1.0]), np.array([4.0]), eps=0.0)
+    y = batchnorm_eval(x, np.array([2.0]), np.array([1.0]), np.array([1.0]), np.array([4.0]),
+                       eps=0.0)
     np.testing.assert_array_equal(y, [[[[3.0, -5.0]]]])
     np.testing.assert_array_equal(relu(y), [[[[3.0, 0.0]]]])
 
@@ -71,15 +73,19 @@ def test_max_pool_ceil_mode_by_hand():
     # 3×3 in 2×2 windows with ceil: {0,1,3,4} -> 4, {2,5} -> 5, {6,7} -> 7, {8} -> 8
     np.testing.assert_array_equal(max_pool_2x2(X3), [[[[4.0, 5.0], [7.0, 8.0]]]])
     # a single row pools alone along H: [-1, -2, -3] -> [max(-1, -2), -3]
-    np.testing.assert_array_equal(max_pool_2x2(np.array([[[[-1.0, -2.0, -3.0]]]])), [[[[-1.0, -3.0]]]])
+    np.testing.assert_array_equal(max_pool_2x2(np.array([[[[-1.0, -2.0, -3.0]]]])),
+                                  [[[[-1.0, -3.0]]]])
 
 
 def test_resize_bilinear_by_hand():
     # Upsampling [0, 4] to 4 pixels: source s = (o + 0.5)/2 - 0.5 = -0.25, 0.25, 0.75, 1.25
     # -> clamp to 0: 0; 0.75·0 + 0.25·4 = 1; 0.25·0 + 0.75·4 = 3; past the last pixel: 4
-    np.testing.assert_allclose(resize_bilinear(np.array([[[[0.0, 4.0]]]]), (1, 4)), [[[[0.0, 1.0, 3.0, 4.0]]]])
-    # Downsampling [0, 2, 4, 6] to 2: s = (o + 0.5)·2 - 0.5 = 0.5, 2.5 -> (0 + 2)/2 = 1, (4 + 6)/2 = 5
-    np.testing.assert_allclose(resize_bilinear(np.array([[[[0.0, 2.0, 4.0, 6.0]]]]), (1, 2)), [[[[1.0, 5.0]]]])
+    np.testing.assert_allclose(resize_bilinear(np.array([[[[0.0, 4.0]]]]), (1, 4)),
+                               [[[[0.0, 1.0, 3.0, 4.0]]]])
+    # Downsampling [0, 2, 4, 6] to 2: s = (o + 0.5)·2 - 0.5 = 0.5, 2.5
+    # -> (0 + 2)/2 = 1, (4 + 6)/2 = 5
+    np.testing.assert_allclose(resize_bilinear(np.array([[[[0.0, 2.0, 4.0, 6.0]]]]), (1, 2)),
+                               [[[[1.0, 5.0]]]])
 
 
 # --- layers against torch, float64 -------------------------------------------------------
@@ -94,8 +100,10 @@ def test_conv2d_matches_torch(in_ch, out_ch, kernel, dilation, padding):
     x = rng.normal(size=(2, in_ch, 11, 17))  # (B, C, H, W)
     weight = rng.normal(size=(out_ch, in_ch, kernel, kernel))  # (O, C, k, k)
     bias = rng.normal(size=out_ch)  # (O,)
-    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias), padding=padding, dilation=dilation)
-    np.testing.assert_allclose(conv2d(x, weight, bias, padding, dilation), expected.numpy(), rtol=1e-12, atol=1e-12)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias),
+                        padding=padding, dilation=dilation)
+    np.testing.assert_allclose(conv2d(x, weight, bias, padding, dilation), expected.numpy(),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_batchnorm_eval_matches_torch():
@@ -103,8 +111,10 @@ def test_batchnorm_eval_matches_torch():
     x = rng.normal(size=(2, 3, 4, 5))
     gamma, beta, mean = rng.normal(size=(3, 3))
     var = rng.uniform(0.1, 2.0, size=3)
-    expected = F.batch_norm(*(torch.from_numpy(a) for a in (x, mean, var, gamma, beta)), training=False)
-    np.testing.assert_allclose(batchnorm_eval(x, gamma, beta, mean, var), expected.numpy(), rtol=1e-12, atol=1e-12)
+    expected = F.batch_norm(*(torch.from_numpy(a) for a in (x, mean, var, gamma, beta)),
+                            training=False)
+    np.testing.assert_allclose(batchnorm_eval(x, gamma, beta, mean, var), expected.numpy(),
+                               rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("size", [(7, 10), (1, 1), (6, 4)])
@@ -114,11 +124,15 @@ def test_max_pool_matches_torch(size):
     np.testing.assert_array_equal(max_pool_2x2(x), expected.numpy())
 
 
-@pytest.mark.parametrize("size_in, size_out", [((5, 7), (9, 13)), ((9, 13), (5, 7)), ((4, 4), (4, 4)), ((3, 5), (7, 2)), ((2, 2), (45, 61))])
+@pytest.mark.parametrize("size_in, size_out", [((5, 7), (9, 13)), ((9, 13), (5, 7)),
+                                               ((4, 4), (4, 4)), ((3, 5), (7, 2)),
+                                               ((2, 2), (45, 61))])
 def test_resize_bilinear_matches_torch(size_in, size_out):
     x = np.random.default_rng(3).normal(size=(1, 2, *size_in))
-    expected = F.interpolate(torch.from_numpy(x), size=size_out, mode="bilinear", align_corners=False)
-    np.testing.assert_allclose(resize_bilinear(x, size_out), expected.numpy(), rtol=1e-12, atol=1e-12)
+    expected = F.interpolate(torch.from_numpy(x), size=size_out, mode="bilinear",
+                             align_corners=False)
+    np.testing.assert_allclose(resize_bilinear(x, size_out), expected.numpy(),
+                               rtol=1e-12, atol=1e-12)
 
 
 # --- blocks and the whole network against torch ------------------------------------------
@@ -135,7 +149,8 @@ def test_rebnconv_matches_torch(dilation):
     assert relative_error(rebnconv(state, "block", x, dilation), expected) <= 1e-9
 
 
-@pytest.mark.parametrize("height, dilated", [(4, False), (5, False), (6, False), (7, False), (4, True)])
+@pytest.mark.parametrize("height, dilated", [(4, False), (5, False), (6, False), (7, False),
+                                             (4, True)])
 def test_rsu_matches_torch(height, dilated):
     torch.manual_seed(height)
     block = randomize_batchnorm(RSU(height, 3, 4, 5, dilated=dilated), seed=height).double()
@@ -170,7 +185,8 @@ def xs_model():
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
 def test_whole_network_matches_torch(xs_model, size, dtype, tolerance):
     model = copy.deepcopy(xs_model).to(dtype)  # a copy: the module-wide fixture stays float32
-    x = np.random.default_rng(8).normal(size=(1, 3, *size)).astype(torch.empty(0, dtype=dtype).numpy().dtype)
+    x = np.random.default_rng(8).normal(size=(1, 3, *size)).astype(
+        torch.empty(0, dtype=dtype).numpy().dtype)
     with torch.no_grad():
         expected = [output.numpy() for output in model(torch.from_numpy(x))]
     actual = forward_numpy(numpy_state_dict(model), model.config, x)

@@ -41,7 +41,8 @@ def test_table_cells_by_hand():
     assert cells(lines[2]) == ["xs", "mt", "0.29 M", "512 px", "0.400", "0.600", "0.800", "0.700",
                                "0.625", "0.250", "0.500", "0.750", "0.500", "0.500"]
     # 4 x 286,237 = 1,144,948 -> 1.14 M; lesions not evaluated -> "–"; a nan AUPR -> "n/a"
-    # left out of the mean (metrics.lesion_mean): 0.81234 / 1 -> 0.812; mean Dice (0.5 + 1.0) / 2 = 0.75
+    # left out of the mean (metrics.lesion_mean): 0.81234 / 1 -> 0.812;
+    # mean Dice (0.5 + 1.0) / 2 = 0.75
     assert cells(lines[3]) == ["xs", "st", "1.14 M", "256 px", "–", "–", "0.812", "n/a", "0.812",
                                "–", "–", "0.500", "1.000", "0.750"]
     assert len(lines) == 4
@@ -104,18 +105,21 @@ def test_pr_figure_has_one_coloured_curve_per_lesion():
 def test_training_figure_panels_from_csv_rows():
     # rows as csv.DictReader gives them: strings, an empty cell for an epoch not validated
     rows = [
-        {"epoch": "1", "train_loss": "2.0", "val_loss": "", "lr": "0.001", "val_aupr_EX": "", "seconds": "3"},
-        {"epoch": "2", "train_loss": "1.0", "val_loss": "1.5", "lr": "0.00075", "val_aupr_EX": "0.4",
-         "seconds": "3"},
+        {"epoch": "1", "train_loss": "2.0", "val_loss": "", "lr": "0.001",
+         "val_aupr_EX": "", "seconds": "3"},
+        {"epoch": "2", "train_loss": "1.0", "val_loss": "1.5", "lr": "0.00075",
+         "val_aupr_EX": "0.4", "seconds": "3"},
     ]
     figure = training_curve_figure(rows)
-    assert [axes.get_ylabel() for axes in figure.axes] == ["loss", "validation AUPR", "learning rate"]
+    assert [axes.get_ylabel() for axes in figure.axes] == ["loss", "validation AUPR",
+                                                           "learning rate"]
     loss_lines = figure.axes[0].get_lines()
     assert [line.get_label() for line in loss_lines] == ["train_loss", "val_loss"]
     assert np.isnan(loss_lines[1].get_ydata()[0]) and loss_lines[1].get_ydata()[1] == 1.5
     assert figure.axes[0].get_yscale() == "log"
     assert figure.axes[1].get_lines()[0].get_color() == LESION_COLOURS["EX"]
-    mean_line = training_curve_figure({"epoch": [1], "loss": [1.0], "val_aupr_mean": [0.5]}).axes[1].get_lines()[0]
+    mean_line = training_curve_figure({"epoch": [1], "loss": [1.0],
+                                       "val_aupr_mean": [0.5]}).axes[1].get_lines()[0]
     assert (mean_line.get_color(), mean_line.get_linestyle()) == ("black", "--")
     # only losses (and a negative one: no log scale) -> one panel
     figure = training_curve_figure({"epoch": [1, 2], "loss": [0.5, -0.1]})
@@ -138,7 +142,8 @@ def test_training_figure_bad_history(history, match):
 def test_pngs_are_written(tmp_path):
     curves = {"MA": (np.array([1.0, 0.2]), np.array([0.1, 1.0]))}
     pr_path = plot_pr_curves(curves, tmp_path / "figures" / "pr.png", aupr={"MA": 0.3})
-    curve_path = plot_training_curves({"epoch": [1, 2, 3], "loss": [3.0, 2.0, 1.5]}, tmp_path / "curves.png")
+    curve_path = plot_training_curves({"epoch": [1, 2, 3], "loss": [3.0, 2.0, 1.5]},
+                                      tmp_path / "curves.png")
     for path in (pr_path, curve_path):
         data = path.read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000

@@ -102,7 +102,8 @@ def test_rsu_keeps_size_odd_sizes_too(kind, size):
 def test_rsu_pools_height_minus_2_times(height, size, bottom_size):
     seen = []
     block = RSU(height, 1, 2, 1).eval()
-    block.bottom.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape[2:])))
+    block.bottom.register_forward_hook(
+        lambda module, inputs, output: seen.append(tuple(inputs[0].shape[2:])))
     with torch.no_grad():
         block(torch.randn(1, 1, size, size))
     assert seen == [(bottom_size, bottom_size)]
@@ -111,7 +112,8 @@ def test_rsu_pools_height_minus_2_times(height, size, bottom_size):
 def test_rsu4f_never_pools():
     seen = []
     block = RSU4F(1, 2, 1).eval()
-    block.bottom.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape[2:])))
+    block.bottom.register_forward_hook(
+        lambda module, inputs, output: seen.append(tuple(inputs[0].shape[2:])))
     with torch.no_grad():
         block(torch.randn(1, 1, 9, 11))
     assert seen == [(9, 11)]

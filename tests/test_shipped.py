@@ -17,7 +17,8 @@ from u2net_mini.evaluate import score_model
 from u2net_mini.lesions import LESIONS
 from u2net_mini.shipped import SHIPPED, WEIGHTS_DIR, provenance
 
-SHIPPED_NAMES = [name for names in SHIPPED.values() for name in names if (WEIGHTS_DIR / f"{name}.pt").is_file()]
+SHIPPED_NAMES = [name for names in SHIPPED.values() for name in names
+                 if (WEIGHTS_DIR / f"{name}.pt").is_file()]
 
 
 def test_the_multi_task_model_ships():
@@ -31,7 +32,8 @@ def test_a_shipped_model_is_what_its_provenance_says(name):
     record = provenance(name)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == record["checkpoint_sha256"]
     model, payload = load_model(path)
-    assert payload["model_config"]["name"] == "xs" and tuple(payload["lesions"]) == tuple(record["lesions"])
+    assert (payload["model_config"]["name"] == "xs"
+            and tuple(payload["lesions"]) == tuple(record["lesions"]))
     # docs/model.md
     assert count_parameters(model) == {4: 291_532, 2: 287_990}[len(payload["lesions"])]
     # inference only: no resume state
@@ -55,7 +57,8 @@ def test_the_shipped_multi_task_model_reaches_its_recorded_test_aupr(tmp_path):
     recorded = provenance("xs_mt")["test_512px_square"]
     for name, value in scores.aupr().items():
         assert value == pytest.approx(recorded["aupr"][name], abs=5e-4), name  # the third decimal
-    assert np.mean(list(scores.aupr().values())) == pytest.approx(np.mean(list(recorded["aupr"].values())), abs=5e-4)
+    assert np.mean(list(scores.aupr().values())) == pytest.approx(
+        np.mean(list(recorded["aupr"].values())), abs=5e-4)
 
 
 def test_lesion_maps_gives_the_four_maps_on_the_photographs_own_grid():

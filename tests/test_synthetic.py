@@ -79,7 +79,8 @@ def test_a_seed_paints_the_same_eye_at_any_size():
             assert small[channel].mean() == pytest.approx(large[channel].mean(), rel=0.35, abs=2e-4)
 
 
-@pytest.mark.parametrize("frame, shape", [("square", (128, 128)), ("idrid", (round(128 / IDRID_ASPECT), 128))])
+@pytest.mark.parametrize("frame, shape", [("square", (128, 128)),
+                                          ("idrid", (round(128 / IDRID_ASPECT), 128))])
 def test_shapes_and_dtypes(frame, shape):
     image, masks = S.make_fundus(1, 128, frame=frame)
     assert image.shape == shape + (3,) and image.dtype == np.uint8
@@ -167,7 +168,8 @@ def test_every_mask_pixel_shows_its_lesion_colour(lesion):
         assert len(delta) > 0
         if lesion in ("MA", "HE"):
             # G falls by >= c * o * (1 - f_G) * 90 >= 0.5 * 0.8 * (1 - 0.62 * 1.07) * 90 = 12.1 (HE;
-            # MA: 0.5 * 0.85 * (1 - 0.45 * 1.07) * 90 = 19.8), and R falls by a smaller share (f_R > f_G)
+            # MA: 0.5 * 0.85 * (1 - 0.45 * 1.07) * 90 = 19.8),
+            # and R falls by a smaller share (f_R > f_G)
             assert (delta[:, 1] < -11).all() and (delta[:, 0] / 180 > delta[:, 1] / 90).all()
         elif lesion == "EX":
             # towards white, G weight >= 0.45 * 0.8 = 0.36, opacity >= 0.85 - 0.2 (texture):
@@ -198,9 +200,11 @@ def test_visible_at_sets_the_smallest_lesion():
     for seed in range(3):
         for visible_at, areas in ((160, large_ma), (None, small_ma)):
             _, masks = S.make_fundus(seed, 320, presence=ALL, visible_at=visible_at)
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(masks[MA].astype(np.uint8), connectivity=8)
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(masks[MA].astype(np.uint8),
+                                                                   connectivity=8)
             # leave out microaneurysms partly hidden under a soft or hard exudate (drawn later)
-            later = cv2.dilate((masks[EX] | masks[SE]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # (H, W)
+            later = cv2.dilate((masks[EX] | masks[SE]).astype(np.uint8),
+                               np.ones((3, 3), np.uint8)) > 0  # (H, W)
             hidden = np.unique(labels[later & masks[MA]])
             areas.extend(stats[[k for k in range(1, n) if k not in hidden], cv2.CC_STAT_AREA])
     assert min(large_ma) >= 8
@@ -247,9 +251,10 @@ def test_layout_names_and_numbering(written):
     test = sorted(p.name for p in (seg / "1. Original Images" / "b. Testing Set").iterdir())
     assert train == ["IDRiD_01.jpg", "IDRiD_02.jpg", "IDRiD_03.jpg", "IDRiD_04.jpg"]
     assert test == ["IDRiD_05.jpg", "IDRiD_06.jpg"]  # numbered after the training set
-    folders = sorted(p.name for p in (seg / "2. All Segmentation Groundtruths" / "a. Training "
-                                                                                 "Set").iterdir())
-    assert folders == ["1. Microaneurysms", "2. Haemorrhages", "3. Hard Exudates", "4. Soft Exudates"]
+    folders = sorted(p.name for p in (seg / "2. All Segmentation Groundtruths"
+                                      / "a. Training Set").iterdir())
+    assert folders == ["1. Microaneurysms", "2. Haemorrhages", "3. Hard Exudates",
+                       "4. Soft Exudates"]
     readme = (written / "README.txt").read_text()
     assert "SYNTHETIC" in readme and "seed=5" in readme and "visible_at=160" in readme
     assert not list(written.parent.glob(".synthetic.partial-*"))  # no staging folder left
@@ -264,7 +269,8 @@ def test_written_files_match_make_fundus(written):
         assert jpeg.shape == image.shape
         assert np.abs(jpeg.astype(int) - image.astype(int)).mean() < 3  # JPEG quality 95
         for lesion, folder, mask in zip(LESIONS, S_FOLDERS, masks):
-            path = seg / "2. All Segmentation Groundtruths" / split / folder / f"{name}_{lesion}.tif"
+            path = (seg / "2. All Segmentation Groundtruths" / split / folder
+                    / f"{name}_{lesion}.tif")
             assert path.exists() == mask.any()  # no file for an absent lesion
             if mask.any():
                 with Image.open(path) as tif:
@@ -348,8 +354,8 @@ def test_write_rejects_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_mixed_frame_and_command_line(tmp_path, capsys):
-    assert S.main(["--out", str(tmp_path / "cli"), "--n-train", "3", "--n-test", "0", "--size", "64",
-                   "--frame", "mixed"]) == 0
+    assert S.main(["--out", str(tmp_path / "cli"), "--n-train", "3", "--n-test", "0",
+                   "--size", "64", "--frame", "mixed"]) == 0
     folder = tmp_path / "cli" / "A. Segmentation" / "1. Original Images" / "a. Training Set"
     sizes = {n: Image.open(folder / f"IDRiD_0{n}.jpg").size for n in (1, 2, 3)}
     assert sizes[1] == sizes[2] == (64, 64) and sizes[3] == (64, round(64 / IDRID_ASPECT))
@@ -358,7 +364,8 @@ def test_mixed_frame_and_command_line(tmp_path, capsys):
         S.main(["--out", str(tmp_path / "cli"), "--n-train", "1", "--n-test", "0", "--size", "64"])
     assert stop.value.code == 2
     assert "exists and is not empty" in capsys.readouterr().err
-    S.main(["--out", str(tmp_path / "real"), "--n-train", "1", "--n-test", "0", "--size", "64", "--real-sizes"])
+    S.main(["--out", str(tmp_path / "real"), "--n-train", "1", "--n-test", "0", "--size", "64",
+            "--real-sizes"])
     assert "visible_at=None" in (tmp_path / "real" / "README.txt").read_text()
     _, masks = S.make_fundus((0, 1), 64, visible_at=None)
     np.testing.assert_array_equal(IDRiD(tmp_path / "real", "train")[0]["masks"], masks)

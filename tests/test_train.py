@@ -28,7 +28,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_idrid_layout(tmp_path_factory.mktemp("data") / "idrid", n_train=4, n_test=2, size=SIZE, seed=0)
+    return write_idrid_layout(tmp_path_factory.mktemp("data") / "idrid", n_train=4, n_test=2,
+                              size=SIZE, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +83,16 @@ def copy_run(source, target):
 
 def test_one_epoch_plus_resume_equals_two_epochs(data, cache, two_epochs, one_epoch, tmp_path):
     resumed = copy_run(one_epoch, tmp_path / "resumed")
-    assert train.main(["--out", str(resumed), "--resume", "--epochs", "2", "--cache", str(cache), "--no-progress"]) == 0
+    assert train.main(["--out", str(resumed), "--resume", "--epochs", "2", "--cache", str(cache),
+                       "--no-progress"]) == 0
     reference = state(two_epochs / GROUP / "last.pt")
     assert reference["epoch"] == 1  # counted from 0: two epochs finished
     assert_same_training_state(state(resumed / GROUP / "last.pt"), reference)
     assert json.loads((resumed / "run.json").read_text())["epochs"] == 2
 
 
-def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one_epoch, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one_epoch, tmp_path,
+                                                    monkeypatch, capsys):
     out = tmp_path / "interrupted"
     real_loss = train_loop.output_losses
     training_steps = []
@@ -111,10 +114,12 @@ def test_ctrl_c_leaves_last_pt_intact_and_resumable(data, cache, two_epochs, one
 
     monkeypatch.setattr(train_loop, "output_losses", real_loss)
     assert train.main(["--out", str(out), "--resume", "--cache", str(cache), "--no-progress"]) == 0
-    assert_same_training_state(state(out / GROUP / "last.pt"), state(two_epochs / GROUP / "last.pt"))
+    assert_same_training_state(state(out / GROUP / "last.pt"),
+                               state(two_epochs / GROUP / "last.pt"))
 
 
-def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path, monkeypatch, capsys):
+def test_nan_loss_stops_naming_epoch_and_batch(data, cache, one_epoch, tmp_path, monkeypatch,
+                                               capsys):
     out = tmp_path / "nan"
     real_loss = train_loop.output_losses
     training_steps = []
@@ -139,13 +144,15 @@ def test_metrics_csv_curves_and_best_checkpoint(two_epochs):
     with open(two_epochs / GROUP / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
     assert [int(row["epoch"]) for row in rows] == [1, 2]
-    assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_fused_loss", "val_loss", "val_aupr_MA",
-                             "val_aupr_HE", "val_aupr_EX", "val_aupr_SE", "val_aupr_mean", "seconds"]
+    assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_fused_loss", "val_loss",
+                             "val_aupr_MA", "val_aupr_HE", "val_aupr_EX", "val_aupr_SE",
+                             "val_aupr_mean", "seconds"]
     assert [float(row["lr"]) for row in rows] == [lr_at_epoch(0), lr_at_epoch(1)]
     for row in rows:
         # the deep-supervision loss sums 7 outputs, the fused one among them
         assert 0 < float(row["train_fused_loss"]) < float(row["train_loss"])
-        defined = [float(row[f"val_aupr_{k}"]) for k in ("MA", "HE", "EX", "SE") if row[f"val_aupr_{k}"] != "nan"]
+        defined = [float(row[f"val_aupr_{k}"]) for k in ("MA", "HE", "EX", "SE")
+                   if row[f"val_aupr_{k}"] != "nan"]
         assert float(row["val_aupr_mean"]) == pytest.approx(sum(defined) / len(defined))
     # first of equals wins
     best_epoch = max(range(2), key=lambda i: float(rows[i]["val_aupr_mean"]))
@@ -154,7 +161,8 @@ def test_metrics_csv_curves_and_best_checkpoint(two_epochs):
 
 
 def test_checkpoint_holds_what_inference_needs(data, cache, two_epochs):
-    payload = load_checkpoint(two_epochs / GROUP / "best.pt", expect={"lesions": ("MA", "HE", "EX", "SE")})
+    payload = load_checkpoint(two_epochs / GROUP / "best.pt",
+                              expect={"lesions": ("MA", "HE", "EX", "SE")})
     assert payload["input_size"] == SIZE and payload["mode"] == "mt"
     assert payload["model_config"] == {"name": "xs", "out_ch": 4, "in_ch": 3, "width": 8}
     assert payload["preprocessing"]["clahe"] is True
@@ -164,7 +172,8 @@ def test_checkpoint_holds_what_inference_needs(data, cache, two_epochs):
     reader = IDRiD(data, "train")
     squares = SquareCache(reader, SIZE, cache_dir=cache)
     examples = [squares[reader.names.index(name)] for name in run["train_images"]]
-    mean, std = channel_stats([enhance_square(e.image) for e in examples], [e.disc for e in examples])
+    mean, std = channel_stats([enhance_square(e.image) for e in examples],
+                              [e.disc for e in examples])
     np.testing.assert_allclose(payload["mean"], mean, rtol=1e-12)
     np.testing.assert_allclose(payload["std"], std, rtol=1e-12)
     model = load_weights(model_from_config(payload["model_config"]), payload["state_dict"])
@@ -175,13 +184,15 @@ def test_checkpoint_holds_what_inference_needs(data, cache, two_epochs):
 
 
 def test_single_and_dual_task_train_one_model_per_group(data, cache, tmp_path):
-    assert train.main(args(data, cache, tmp_path / "st", "--mode", "st", "--lesion", "EX", "--epochs", "1")) == 0
+    assert train.main(args(data, cache, tmp_path / "st", "--mode", "st", "--lesion", "EX",
+                           "--epochs", "1")) == 0
     assert sorted(p.name for p in (tmp_path / "st").iterdir()) == ["EX", "run.json"]
     assert load_checkpoint(tmp_path / "st" / "EX" / "best.pt")["model_config"]["out_ch"] == 1
     assert train.main(args(data, cache, tmp_path / "dt", "--mode", "dt", "--epochs", "1")) == 0
     assert sorted(p.name for p in (tmp_path / "dt").iterdir()) == ["EX-SE", "MA-HE", "run.json"]
     for group, lesions in (("MA-HE", ("MA", "HE")), ("EX-SE", ("EX", "SE"))):
-        payload = load_checkpoint(tmp_path / "dt" / group / "last.pt", expect={"lesions": lesions, "mode": "dt"})
+        payload = load_checkpoint(tmp_path / "dt" / group / "last.pt",
+                                  expect={"lesions": lesions, "mode": "dt"})
         assert payload["model_config"]["out_ch"] == 2
 
 
@@ -192,11 +203,13 @@ def test_wrong_data_folder_exits_2_with_the_expected_layout(cache, tmp_path, cap
         assert train.main(args(folder, cache, tmp_path / "out", "--epochs", "1")) == 2
         message = capsys.readouterr().err
         assert "A. Segmentation/1. Original Images/a. Training Set/IDRiD_01.jpg" in message
-        assert "2. All Segmentation Groundtruths/a. Training Set/1. Microaneurysms/IDRiD_01_MA.tif" in message
+        assert ("2. All Segmentation Groundtruths/a. Training Set/1. Microaneurysms/"
+                "IDRiD_01_MA.tif" in message)
     assert not (tmp_path / "out").exists()
 
 
-def test_existing_run_folder_is_never_overwritten_silently(data, cache, two_epochs, tmp_path, capsys):
+def test_existing_run_folder_is_never_overwritten_silently(data, cache, two_epochs, tmp_path,
+                                                           capsys):
     before = (two_epochs / GROUP / "last.pt").read_bytes()
     assert train.main(args(data, cache, two_epochs, "--epochs", "1")) == 2
     assert "exists and is not empty" in capsys.readouterr().err
@@ -250,7 +263,8 @@ def test_split_train_val_is_seeded_and_disjoint():
         train.split_train_val(1, settings)
 
 
-def test_max_minutes_stops_between_epochs_and_resume_continues(data, cache, one_epoch, tmp_path, capsys):
+def test_max_minutes_stops_between_epochs_and_resume_continues(data, cache, one_epoch, tmp_path,
+                                                               capsys):
     out = tmp_path / "budget"
     assert train.main(args(data, cache, out, "--epochs", "1", "--max-minutes", "1e-6")) == 0
     assert "stopped before epoch 1 of 1" in capsys.readouterr().out

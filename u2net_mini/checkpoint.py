@@ -1,18 +1,19 @@
 """
 # Checkpoints: what inference needs, what resuming needs, and nothing unsafe
 
-A checkpoint is one `torch.save` file holding a plain dict (the *payload*):
+A checkpoint is one `torch.save` file holding a plain dict (the *payload*); for each key,
+what it is for (inference, resume or both) and what it holds:
 
-| key | for | what |
-|---|---|---|
-| `format`, `format_version` | both | `"u2net_mini checkpoint"`, `FORMAT_VERSION`; set by `save_checkpoint` |
-| `model_config` | inference | the model's `.config`, e.g. `{"name": "xs", "out_ch": 4, "in_ch": 3}` |
-| `state_dict` | inference | the weights (`model.state_dict()`, never a DDP or compiled wrapper's) |
-| `lesions` | inference | output channel names in order, e.g. `("MA", "HE", "EX", "SE")` |
-| `input_size` | inference | side of the square network input in pixels, e.g. 512 |
-| `mean`, `std` | inference | per-channel normalization of the training set, lists of floats |
-| `preprocessing` | inference | the options of the preprocessing, e.g. `{"clahe": True}` |
-| `epoch`, `optimizer`, `scheduler`, `rng`, `history` | resume | see `RESUME_KEYS` |
+- `format`, `format_version` (both): `"u2net_mini checkpoint"`, `FORMAT_VERSION`; set by
+  `save_checkpoint`
+- `model_config` (inference): the model's `.config`, e.g. `{"name": "xs", "out_ch": 4, "in_ch": 3}`
+- `state_dict` (inference): the weights (`model.state_dict()`, never a DDP or compiled
+  wrapper's)
+- `lesions` (inference): output channel names in order, e.g. `("MA", "HE", "EX", "SE")`
+- `input_size` (inference): side of the square network input in pixels, e.g. 512
+- `mean`, `std` (inference): per-channel normalization of the training set, lists of floats
+- `preprocessing` (inference): the options of the preprocessing, e.g. `{"clahe": True}`
+- `epoch`, `optimizer`, `scheduler`, `rng`, `history` (resume): see `RESUME_KEYS`
 
 The paper publishes no checkpoint format; this one is ours. Two rules shape it:
 
@@ -43,7 +44,8 @@ from .lesions import lesion_indices
 
 FORMAT = "u2net_mini checkpoint"
 FORMAT_VERSION = 1
-INFERENCE_KEYS = ("model_config", "state_dict", "lesions", "input_size", "mean", "std", "preprocessing")
+INFERENCE_KEYS = ("model_config", "state_dict", "lesions", "input_size", "mean", "std",
+                  "preprocessing")
 # epoch: the last finished epoch (resume starts at epoch + 1); optimizer, scheduler: their
 # state_dicts; rng: rng_state(); history: one dict of metrics per finished epoch.
 RESUME_KEYS = ("epoch", "optimizer", "scheduler", "rng", "history")
@@ -86,7 +88,8 @@ def _check_payload(payload, source):
     if not isinstance(config, Mapping):
         raise ValueError(f"{source}: model_config must be a dict, got {type(config).__name__}")
     if not isinstance(state_dict, Mapping) or not state_dict or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
+        isinstance(key, str) and isinstance(value, torch.Tensor)
+        for key, value in state_dict.items()
     ):
         raise ValueError(f"{source}: state_dict must be a non-empty dict of name -> tensor")
     lesions = tuple(payload["lesions"])
@@ -190,7 +193,8 @@ def _load_failure(error):
     if isinstance(error, pickle.UnpicklingError):
         return "it is truncated, damaged or not a torch file (its pickled data cannot be read)"
     if isinstance(error, (OSError, EOFError, RuntimeError)):
-        return f"it is truncated, damaged or not a torch file ({type(error).__name__}: {str(error).splitlines()[0]})"
+        return (f"it is truncated, damaged or not a torch file "
+                f"({type(error).__name__}: {str(error).splitlines()[0]})")
     return f"torch.load failed with {type(error).__name__}"
 
 
@@ -216,7 +220,8 @@ def load_weights(model, state_dict):
                 shown = ", ".join(items[:8]) + (f", ... ({len(items) - 8} "
                                                 "more)" if len(items) > 8 else "")
                 lines.append(f"  {len(items)} {title}: {shown}")
-        for prefix, wrapper in (("module.", "DistributedDataParallel"), ("_orig_mod.", "torch.compile")):
+        for prefix, wrapper in (("module.", "DistributedDataParallel"),
+                                ("_orig_mod.", "torch.compile")):
             if unexpected and all(key.startswith(prefix) for key in unexpected):
                 lines.append(f"  (keys start with {prefix!r}: saved from a {wrapper} wrapper; "
                              f"save the inner model's state_dict)")
@@ -252,7 +257,8 @@ def preprocessing_arguments(payload):
     """
     options = payload["preprocessing"]
     arguments = {"size": payload["input_size"], "mean": payload["mean"], "std": payload["std"],
-                 "clahe": options.get("clahe", True), "clahe_channel": options.get("clahe_channel", "lab")}
+                 "clahe": options.get("clahe", True),
+                 "clahe_channel": options.get("clahe_channel", "lab")}
     if "threshold" in options:
         arguments["threshold"] = options["threshold"]
     return arguments
@@ -293,7 +299,8 @@ def set_rng_state(state, generators=()):
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss,
+                         cached_gaussian))
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available():
         # resuming on a machine with fewer GPUs restores the ones it has

@@ -91,26 +91,14 @@ def choose_threads(choice):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.demo",
-                                     description="The main job on the real data set it ships: Table "
-                                                 ""
-                                                 ""
-                                                 ""
-                                                 ""
-                                                 ""
-                                                 "1 of the shipped "
-                                     "model on the real test split, a short real training run, "
-                                     "overlays.",
+                                     description="The main job on the real data set it ships: "
+                                                 "Table 1 of the shipped model on the real test "
+                                                 "split, a short real training run, overlays.",
                                      epilog="exit codes: 0 done, 1 a step failed, 2 --out in use")
     parser.add_argument("--out", help="a new (or empty) folder (default runs/demo-YYYYmmdd-HHMMSS)")
     parser.add_argument("--data", choices=("real", "synthetic"), default="real",
-                        help="real: the shipped IDRiD copy and models (default); synthetic: paint a "
-                             ""
-                             ""
-                             ""
-                             ""
-                             ""
-                             "synthetic set "
-                        "and train on it")
+                        help="real: the shipped IDRiD copy and models (default); synthetic: "
+                             "paint a synthetic set and train on it")
     parser.add_argument("--size", type=int, help=f"network input of the training run in px "
                         f"(default {SIZE} real, {SYNTHETIC_SIZE} synthetic)")
     parser.add_argument("--patch", type=int, default=PATCH,
@@ -177,8 +165,10 @@ def real_demo(args, out, threads, began):
 
     with Step("1. Table 1 on the real IDRiD test split (27 photographs): the shipped U²-XS-Net, "
               "multi-task"):
-        by_frame = evaluate_frames(shipped_checkpoints("mt"), idrid_root(), ["test"], cache_dir=cache)
-        table_files = write_results(by_frame, out / "eval-shipped-test", "data_prep/shipped/idrid", ["test"])
+        by_frame = evaluate_frames(shipped_checkpoints("mt"), idrid_root(), ["test"],
+                                   cache_dir=cache)
+        table_files = write_results(by_frame, out / "eval-shipped-test",
+                                    "data_prep/shipped/idrid", ["test"])
         for frame, rows in by_frame.items():
             print(f"   {FRAME_TITLES[frame]}:\n")
             print(results_table(rows))
@@ -186,14 +176,16 @@ def real_demo(args, out, threads, began):
         print(paper_table())
 
     bf16 = bf16_supported("cpu")
-    with Step(f"2. training U²-XS-Net on the real training photographs: {size} px squares, {patch} "
-              "px patches, "
+    with Step(f"2. training U²-XS-Net on the real training photographs: {size} px squares, "
+              f"{patch} px patches, "
               f"{epochs} epoch{'s' * (epochs != 1)}{', bfloat16' if bf16 else ''}, CPU"):
-        code = train_briefly(["--data", str(idrid_root()), "--out", str(run), "--mode", "mt", "--model", "xs",
-                              "--size", str(size), "--patch", str(patch), "--epochs", str(epochs),
-                              "--schedule-epochs", str(epochs), "--batch-size", str(BATCH_SIZE), "--seed", str(SEED),
-                              "--device", "cpu", "--threads", str(threads), "--cache", str(cache), "--channels-last",
-                              "--no-progress"] + (["--bf16"] if bf16 else []), args, began, RESERVE_MINUTES)
+        code = train_briefly(["--data", str(idrid_root()), "--out", str(run), "--mode", "mt",
+                              "--model", "xs", "--size", str(size), "--patch", str(patch),
+                              "--epochs", str(epochs), "--schedule-epochs", str(epochs),
+                              "--batch-size", str(BATCH_SIZE), "--seed", str(SEED),
+                              "--device", "cpu", "--threads", str(threads), "--cache", str(cache),
+                              "--channels-last", "--no-progress"] + (["--bf16"] if bf16 else []),
+                             args, began, RESERVE_MINUTES)
         if code != 0:
             print(f"error: training failed (exit code {code})", file=sys.stderr)
             return 1
@@ -207,7 +199,8 @@ def real_demo(args, out, threads, began):
     photographs = [test_images / f"{name}.jpg" for name in OVERLAY_PHOTOGRAPHS]
     with Step("3. overlays of real test photographs by the shipped model: "
               f"{', '.join(OVERLAY_PHOTOGRAPHS)}"):
-        code = predict.main([*map(str, photographs), "--out", str(out / "overlays"), "--device", "cpu"])
+        code = predict.main([*map(str, photographs), "--out", str(out / "overlays"),
+                             "--device", "cpu"])
         if code != 0:
             print(f"error: prediction failed (exit code {code})", file=sys.stderr)
             return 1
@@ -240,9 +233,10 @@ def synthetic_demo(args, out, threads, began):
 
     with Step(f"2. training U²-XS-Net, multi-task, {size} px, {epochs} epoch{'s' * (epochs != 1)}, "
               "CPU"):
-        code = train_briefly(["--data", str(data), "--out", str(run), "--mode", "mt", "--model", "xs",
-                              "--size", str(size), "--epochs", str(epochs), "--batch-size", str(BATCH_SIZE),
-                              "--seed", str(SEED), "--device", "cpu", "--threads", str(threads), "--cache", str(cache)],
+        code = train_briefly(["--data", str(data), "--out", str(run), "--mode", "mt",
+                              "--model", "xs", "--size", str(size), "--epochs", str(epochs),
+                              "--batch-size", str(BATCH_SIZE), "--seed", str(SEED),
+                              "--device", "cpu", "--threads", str(threads), "--cache", str(cache)],
                              args, began, SYNTHETIC_RESERVE_MINUTES)
         if code != 0:
             print(f"error: training failed (exit code {code})", file=sys.stderr)
@@ -256,23 +250,26 @@ def synthetic_demo(args, out, threads, began):
 
     with Step("3. evaluation on the synthetic test split (Table 1)"):
         synthetic_rows = evaluate([checkpoint], data, ["test"], cache_dir=cache)
-        synthetic_files = write_results({"square": synthetic_rows}, out / "eval-synthetic-test", data, ["test"])
+        synthetic_files = write_results({"square": synthetic_rows}, out / "eval-synthetic-test",
+                                        data, ["test"])
         print(results_table(synthetic_rows))
 
     with Step("4. sim to real: the model trained on synthetic photographs, on the real IDRiD test "
               "split"):
         real_rows = evaluate([checkpoint], idrid_root(), ["test"], cache_dir=cache)
-        real_files = write_results({"square": real_rows}, out / "eval-real-test", "data_prep/shipped/idrid", ["test"])
+        real_files = write_results({"square": real_rows}, out / "eval-real-test",
+                                   "data_prep/shipped/idrid", ["test"])
         print(results_table(real_rows))
 
     with Step("5. overlays"):
-        synthetic_image = sorted((data / "A. Segmentation" / "1. Original "
-                                                             "Images" / "b. Testing Set").glob("*.jpg"))[0]
-        real_image = idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set" / "IDRiD_55.jpg"
+        synthetic_image = sorted((data / "A. Segmentation" / "1. Original Images"
+                                  / "b. Testing Set").glob("*.jpg"))[0]
+        real_image = (idrid_root() / "A. Segmentation" / "1. Original Images" / "b. Testing Set"
+                      / "IDRiD_55.jpg")
         overlays = {"synthetic": synthetic_image, "real": real_image}  # both are called IDRiD_55
         for kind, image in overlays.items():
-            code = predict.main([str(image), "--checkpoint", str(checkpoint), "--out", str(out / "overlays" / kind),
-                                 "--device", "cpu"])
+            code = predict.main([str(image), "--checkpoint", str(checkpoint),
+                                 "--out", str(out / "overlays" / kind), "--device", "cpu"])
             if code != 0:
                 print(f"error: prediction failed (exit code {code})", file=sys.stderr)
                 return 1

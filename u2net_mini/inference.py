@@ -6,7 +6,7 @@ and argues that the net suits a phone, without saying how it was run. This modul
 this project runs it on a CPU. Both backends give the same callable:
 
     session = load_session("runs/mt/best.pt")        # or "model.onnx" (from u2net_mini.export)
-    y_hat = session(x)                                 # (B, 3, H, W) float32 -> (B, C, H, W) float32
+    y_hat = session(x)                               # (B, 3, H, W) float32 -> (B, C, H, W) float32
 
 $\hat y = \sigma(z_{\mathrm{fused}})$: only the fused output, through the sigmoid; the six
 side outputs matter for training only. `session.payload` holds what preprocessing needs
@@ -158,7 +158,8 @@ def payload_of(payload):
 
 
 class TorchSession:
-    """The optimized torch path: `session(x)` maps (B, 3, H, W) to y_hat (B, C, H, W), NumPy float32.
+    """The optimized torch path: `session(x)` maps (B, 3, H, W) to y_hat (B, C, H, W), NumPy
+    float32.
 
     `optimize=False` runs the model as trained (eval mode, NCHW, `no_grad`): the baseline.
     `optimize=True` on the CPU also calls `reuse_freed_memory()` (process-wide).

@@ -106,7 +106,8 @@ def display_pair(image, y_hat, geometry, max_side=MAX_DISPLAY):
     """
     side = max(geometry.size, min(geometry.side, max_side))
     photo = to_square(image[geometry.y0:geometry.y1, geometry.x0:geometry.x1], side)  # (d, d, 3)
-    maps = np.stack([cv2.resize(np.asarray(m, dtype=np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    maps = np.stack([cv2.resize(np.asarray(m, dtype=np.float32), (side, side),
+                                interpolation=cv2.INTER_LINEAR)
                      for m in y_hat])  # (C, d, d)
     return photo, np.clip(maps, 0, 1)
 
@@ -122,7 +123,8 @@ def overlay_figure(photo, y_hat, lesions, title="", threshold=THRESHOLD):
     right.set_title(f"lesions (p ≥ {threshold:g}, outlined; stronger fill = more certain)")
     for axes in (left, right):
         axes.set_axis_off()
-    handles = [Patch(color=LESION_COLOURS[name], label=f"{name} {LESION_NAMES[name]}") for name in lesions]
+    handles = [Patch(color=LESION_COLOURS[name], label=f"{name} {LESION_NAMES[name]}")
+               for name in lesions]
     right.legend(handles=handles, loc="lower right", fontsize="small", framealpha=0.8)
     if title:
         figure.suptitle(title)

@@ -2,7 +2,8 @@
 # Prediction: lesion maps and an overlay for any fundus photograph
 
     python -m u2net_mini.predict photo.jpg --out maps                      # the shipped XS-MT
-    python -m u2net_mini.predict photo.jpg more/*.png --checkpoint runs/mt/MA-HE-EX-SE/best.pt --out maps
+    python -m u2net_mini.predict photo.jpg more/*.png \
+        --checkpoint runs/mt/MA-HE-EX-SE/best.pt --out maps
     python -m u2net_mini.predict photo.jpg --onnx model.onnx --out maps     # no model code needed
 
 For every photograph (JPEG, PNG or TIFF, any size) the training preprocessing
@@ -21,11 +22,11 @@ three kinds of file in `--out`:
 With neither `--checkpoint` nor `--onnx`, the multi-task U²-XS-Net shipped in the
 package (`u2net_mini.shipped`, trained on real IDRiD) predicts; `--shipped dt` takes the
 shipped dual-task pair. Several checkpoints (the single-task or dual-task models of one
-run) combine into one set of maps; they must share the input size. A photograph that cannot be read, or in
-which no retinal disc is found (not a fundus photograph), is reported and skipped, and
-the others are still processed. Exit code: 0 when every photograph was processed, 1 when
-some were skipped, 2 for bad arguments (no usable checkpoint, files that already exist
-without `--overwrite`).
+run) combine into one set of maps; they must share the input size. A photograph that
+cannot be read, or in which no retinal disc is found (not a fundus photograph), is
+reported and skipped, and the others are still processed. Exit code: 0 when every
+photograph was processed, 1 when some were skipped, 2 for bad arguments (no usable
+checkpoint, files that already exist without `--overwrite`).
 
 The network runs on the fastest measured CPU path of `u2net_mini.inference`
 (batch norm folded into the convolutions, channels_last, no autograd; see
@@ -93,7 +94,8 @@ class Predictor:
         self.lesions = tuple(name for name in LESIONS if name in names)
 
     def __call__(self, image):
-        """`image` (H, W, 3) uint8 RGB -> (y_hat (C, s, s) float32 in `self.lesions` order, geometry).
+        """`image` (H, W, 3) uint8 RGB -> (y_hat (C, s, s) float32 in `self.lesions` order,
+        geometry).
 
         ValueError when no retinal disc is found.
         """
@@ -122,18 +124,19 @@ def save_npy(path, array):
 
 
 def predict_image(predictor, image_path, files, threshold=THRESHOLD):
-    """Read, predict and write one photograph's files; ValueError / FileNotFoundError if it cannot."""
+    """Read, predict and write one photograph's files; ValueError / FileNotFoundError if it
+    cannot."""
     image = read_image(image_path)  # (H, W, 3)
     if is_greyscale(image):
-        print(f"warning: {image_path} is a greyscale photograph; the models were trained on colour "
-              "fundus "
-              "photographs, so its maps are unreliable", file=sys.stderr)
+        print(f"warning: {image_path} is a greyscale photograph; the models were trained on "
+              "colour fundus photographs, so its maps are unreliable", file=sys.stderr)
     y_hat, geometry = predictor(image)  # (C, s, s)
     save_npy(files["maps"], y_hat)
     if "original" in files:
         save_npy(files["original"], to_original(y_hat, geometry))  # (C, H, W)
     photo, maps = display_pair(image, y_hat, geometry)  # (d, d, 3), (C, d, d)
-    save_overlay(files["overlay"], photo, maps, predictor.lesions, title=Path(image_path).name, threshold=threshold)
+    save_overlay(files["overlay"], photo, maps, predictor.lesions, title=Path(image_path).name,
+                 threshold=threshold)
     return y_hat
 
 
@@ -152,13 +155,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="python -m u2net_mini.predict",
                                      description="Lesion maps and overlays for fundus photographs "
                                      "(by default with the shipped U²-XS-Net).",
-                                     epilog="exit codes: 0 every photograph done, 1 some skipped, 2 "
-                                            ""
-                                            ""
-                                            ""
-                                            ""
-                                            ""
-                                            "bad arguments")
+                                     epilog="exit codes: 0 every photograph done, 1 some "
+                                            "skipped, 2 bad arguments")
     parser.add_argument("images", nargs="*", help="photographs (JPEG, PNG, TIFF) or folders of "
                                                   "them")
     models = parser.add_mutually_exclusive_group()
@@ -169,8 +167,8 @@ def build_parser():
                         help="ONNX files (.onnx or .ort, fp32 or int8) written by python -m "
                              "u2net_mini.export (run with ONNX Runtime on the CPU)")
     models.add_argument("--shipped", choices=tuple(SHIPPED),
-                        help="the U²-XS-Net models shipped in the package: mt (the default when no "
-                        "--checkpoint or --onnx is given) or the dt pair")
+                        help="the U²-XS-Net models shipped in the package: mt (the default when "
+                             "no --checkpoint or --onnx is given) or the dt pair")
     parser.add_argument("--out", required=True, help="folder for the overlays and maps")
     parser.add_argument("--original-grid", action="store_true",
                         help="also write the maps on each photograph's own grid")
@@ -187,19 +185,22 @@ def build_parser():
 
 
 def main(argv=None):
-    """The command line; returns the exit code (0 all done, 1 some photographs skipped, 2 bad arguments)."""
+    """The command line; returns the exit code (0 all done, 1 some photographs skipped, 2 bad
+    arguments)."""
     parser = build_parser()
     # photographs may come before, between and after the options
     args = parser.parse_intermixed_args(argv)
     # `--checkpoint A photo.jpg` gives the photograph to --checkpoint: hand such values back
     for option in ("checkpoint", "onnx"):
         values = getattr(args, option) or []
-        photographs = [v for v in values if Path(v).is_dir() or Path(v).suffix.lower() in IMAGE_SUFFIXES]
+        photographs = [v for v in values
+                       if Path(v).is_dir() or Path(v).suffix.lower() in IMAGE_SUFFIXES]
         setattr(args, option, [v for v in values if v not in photographs] or None)
         args.images = photographs + args.images
     if not args.images:
         parser.error("give at least one photograph or folder of photographs")
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = ("cuda" if args.device == "cuda"
+              or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
     out = Path(args.out)
     images = collect_images(args.images)
     plans = {path: output_files(path, out, args.original_grid) for path in images}

@@ -63,7 +63,8 @@ def conv2d(x, weight, bias=None, padding=0, dilation=1):
     y = np.zeros((batch, out_channels, out_h * out_w), dtype=np.result_type(x, weight))
     for i in range(kernel_h):
         for j in range(kernel_w):
-            shifted = padded[:, :, i * dilation : i * dilation + out_h, j * dilation : j * dilation + out_w]  # (B, C, H', W')
+            shifted = padded[:, :, i * dilation : i * dilation + out_h,
+                             j * dilation : j * dilation + out_w]  # (B, C, H', W')
             # $\sum_c W_{o,c,i,j} x_{b,c,h+di-p,w+dj-p}$ for all b, o, h, w at once
             # (O, C) @ (B, C, H'W') -> (B, O, H'W')
             y += weight[:, :, i, j] @ shifted.reshape(batch, channels, out_h * out_w)
@@ -74,9 +75,11 @@ def conv2d(x, weight, bias=None, padding=0, dilation=1):
 
 
 def batchnorm_eval(x, gamma, beta, mean, var, eps=BN_EPS):
-    r"""Batch norm with fixed statistics: $y = \gamma (x - \mu) / \sqrt{\sigma^2 + \epsilon} + \beta$, per channel."""
+    r"""Batch norm with fixed statistics:
+    $y = \gamma (x - \mu) / \sqrt{\sigma^2 + \epsilon} + \beta$, per channel."""
     per_channel = (None, slice(None), None, None)
-    return gamma[per_channel] * (x - mean[per_channel]) / np.sqrt(var[per_channel] + eps) + beta[per_channel]  # (B, C, H, W)
+    return (gamma[per_channel] * (x - mean[per_channel]) / np.sqrt(var[per_channel] + eps)
+            + beta[per_channel])  # (B, C, H, W)
 
 
 def relu(x):
@@ -110,7 +113,8 @@ def _linear_taps(n_in, n_out):
 
 
 def resize_bilinear(x, size):
-    """Resize x (B, C, H, W) to `size` = (H_out, W_out), like torch's bilinear `align_corners=False`.
+    """Resize x (B, C, H, W) to `size` = (H_out, W_out), like torch's bilinear
+    `align_corners=False`.
 
     Bilinear is linear along H, then linear along W (the two commute).
     """
@@ -169,7 +173,8 @@ def rsu(state, prefix, x, height, dilated=False):
         skip = skips[level]
         # (B, mid, H_l, W_l); the identity at the deepest level
         h = resize_bilinear(h, skip.shape[2:])
-        h = rebnconv(state, f"{prefix}.decoder.{level}", np.concatenate([h, skip], axis=1), dilations[level])  # (B, mid or out, H_l, W_l)
+        h = rebnconv(state, f"{prefix}.decoder.{level}", np.concatenate([h, skip], axis=1),
+                     dilations[level])  # (B, mid or out, H_l, W_l)
     return h + x_in  # (B, out, H, W)
 
 

@@ -26,9 +26,12 @@ ROW_KEYS = ("model", "mode", "params", "input_size", "aupr", "dice")
 # The paper writes HX and SX for hard and soft exudates (EX and SE here). U²-Net-ST is
 # quoted with its mean only.
 PAPER_TABLE_1 = (
-    {"model": "U²-XS-Net", "mode": "st", "aupr": {"MA": 0.41, "HE": 0.68, "EX": 0.87, "SE": 0.68}, "mean": 0.66},
-    {"model": "U²-XS-Net", "mode": "dt", "aupr": {"MA": 0.41, "HE": 0.69, "EX": 0.83, "SE": 0.74}, "mean": 0.67},
-    {"model": "U²-XS-Net", "mode": "mt", "aupr": {"MA": 0.36, "HE": 0.62, "EX": 0.85, "SE": 0.74}, "mean": 0.64},
+    {"model": "U²-XS-Net", "mode": "st",
+     "aupr": {"MA": 0.41, "HE": 0.68, "EX": 0.87, "SE": 0.68}, "mean": 0.66},
+    {"model": "U²-XS-Net", "mode": "dt",
+     "aupr": {"MA": 0.41, "HE": 0.69, "EX": 0.83, "SE": 0.74}, "mean": 0.67},
+    {"model": "U²-XS-Net", "mode": "mt",
+     "aupr": {"MA": 0.36, "HE": 0.62, "EX": 0.85, "SE": 0.74}, "mean": 0.64},
     {"model": "U²-Net", "mode": "st", "aupr": {}, "mean": 0.68},
 )
 
@@ -60,7 +63,8 @@ def results_table(rows, lesions=LESIONS):
         raise ValueError("results_table needs at least one row")
     header = (["Model", "Mode", "Params", "Input"] + [f"AUPR {name}" for name in lesions]
               + ["mean AUPR"] + [f"Dice {name}" for name in lesions] + ["mean Dice"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(header) - 4)) + "|"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] * 4 + ["---:"] * (len(header) - 4)) + "|"]
     for index, row in enumerate(rows):
         missing = [key for key in ROW_KEYS if key not in row]
         if missing:
@@ -72,7 +76,8 @@ def results_table(rows, lesions=LESIONS):
         if type(row["input_size"]) is not int or row["input_size"] <= 0:
             raise ValueError(f"row {index}: input_size must be a positive int, got "
                              f"{row['input_size']!r}")
-        cells = [str(row["model"]), str(row["mode"]), format_params(row["params"]), f"{row['input_size']} px"]
+        cells = [str(row["model"]), str(row["mode"]), format_params(row["params"]),
+                 f"{row['input_size']} px"]
         for metric in ("aupr", "dice"):
             scores = row[metric]
             cells += [format_score(scores[name]) if name in scores else "–" for name in lesions]
@@ -84,10 +89,11 @@ def results_table(rows, lesions=LESIONS):
 def paper_table(lesions=LESIONS):
     """The paper's Table 1 as Markdown, in the columns of `results_table`'s AUPR part."""
     header = ["Paper (Table 1)", "Mode"] + [f"AUPR {name}" for name in lesions] + ["mean AUPR"]
-    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "|".join(["---:"] * (len(lesions) + 1)) + "|"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|---|---|" + "|".join(["---:"] * (len(lesions) + 1)) + "|"]
     for row in PAPER_TABLE_1:
-        cells = [row["model"], row["mode"]] + [f"{row['aupr'][name]:.2f}" if name in row["aupr"] else "–"
-                                                 for name in lesions]
+        cells = [row["model"], row["mode"]] + [f"{row['aupr'][name]:.2f}" if name in row["aupr"]
+                                               else "–" for name in lesions]
         lines.append("| " + " | ".join(cells + [f"{row['mean']:.2f}"]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -102,7 +108,8 @@ def pr_curve_figure(curves, aupr=None, title="Precision-recall curves"):
         if len(precision) != len(recall):
             raise ValueError(f"{name}: precision and recall differ in length, {len(precision)} and "
                              f"{len(recall)}")
-        label = name if aupr is None or name not in aupr else f"{name} (AUPR {format_score(aupr[name])})"
+        label = (name if aupr is None or name not in aupr
+                 else f"{name} (AUPR {format_score(aupr[name])})")
         axes.plot(recall, precision, color=LESION_COLOURS.get(name), label=label, linewidth=1.5)
     axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
     axes.grid(alpha=0.3)
@@ -111,7 +118,8 @@ def pr_curve_figure(curves, aupr=None, title="Precision-recall curves"):
 
 
 def _columns(history):
-    """{column: [float per epoch]} from a list of per-epoch dicts (e.g. csv rows) or a dict of lists."""
+    """{column: [float per epoch]} from a list of per-epoch dicts (e.g. csv rows) or a dict of
+    lists."""
     if isinstance(history, dict):
         columns = {key: list(values) for key, values in history.items()}
     else:
@@ -150,7 +158,8 @@ def training_curve_figure(history):
             else:
                 axes.plot(epochs, columns[key], label=key, color=LESION_COLOURS.get(suffix))
         axes.set(xlabel="epoch", ylabel=ylabel)
-        if ylabel == "loss" and all(v > 0 for key in keys for v in columns[key] if not math.isnan(v)):
+        if ylabel == "loss" and all(v > 0 for key in keys for v in columns[key]
+                                    if not math.isnan(v)):
             axes.set_yscale("log")
         if ylabel == "validation AUPR":
             axes.set_ylim(0, 1)

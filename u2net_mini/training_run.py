@@ -45,7 +45,8 @@ DEFAULT_EPOCHS = 400
 # The smallest --size and --patch: 2 × model.MIN_SIZE, so the deepest stage (stride 32)
 # keeps 2 × 2 pixels, enough for batch norm's statistics with a batch of 1.
 MIN_TRAIN_SIZE = 2 * MIN_SIZE
-PREPROCESSING = {"clahe": True, "clahe_channel": "lab", "threshold": DISC_THRESHOLD, "mask_rule": MASK_RULE}
+PREPROCESSING = {"clahe": True, "clahe_channel": "lab", "threshold": DISC_THRESHOLD,
+                 "mask_rule": MASK_RULE}
 
 
 class UsageError(Exception):
@@ -60,28 +61,15 @@ def build_parser():
         prog="python -m u2net_mini.train",
         description="Train U²-Net models on IDRiD-layout data with the paper's protocol "
                     "(docs/training.md).",
-        epilog="exit codes: 0 done (also when --max-minutes stopped it), 1 the loss, the weights or "
-               ""
-               ""
-               ""
-               ""
-               ""
-               "the validation "
-               "outputs became non-finite (the last good last.pt stays), 2 bad flags, data, "
-               "checkpoint or run "
-               "folder (nothing written), 130 interrupted (Ctrl-C; --resume continues). "
-               "docs/errors.md lists "
-               "every message.",
+        epilog="exit codes: 0 done (also when --max-minutes stopped it), 1 the loss, the "
+               "weights or the validation outputs became non-finite (the last good last.pt "
+               "stays), 2 bad flags, data, checkpoint or run folder (nothing written), 130 "
+               "interrupted (Ctrl-C; --resume continues). docs/errors.md lists every message.",
     )
     add = parser.add_argument
-    add("--data", help="the data folder in IDRiD's layout (the one holding 'A. Segmentation'), e.g. "
-                       ""
-                       ""
-                       ""
-                       ""
-                       ""
-                       ""
-        "data_prep/shipped/idrid; required, except with --resume (then the run's own)")
+    add("--data", help="the data folder in IDRiD's layout (the one holding 'A. Segmentation'), "
+                       "e.g. data_prep/shipped/idrid; required, except with --resume (then the "
+                       "run's own)")
     add("--out", required=True, help="the run folder, e.g. runs/mt; must be new or empty unless "
                                      "--resume")
     add("--mode", choices=tuple(TASK_GROUPS), help="st: one model per lesion, dt: red MA+HE and "
@@ -106,16 +94,10 @@ def build_parser():
     add("--gamma", type=float, help="focal exponent (default 1)")
     add("--augment", choices=("paper", "none"), help="paper: random rotation, shift, scale, flips "
                                                      "(default)")
-    add("--patch", type=int, help="train on a random PATCH × PATCH window of each augmented --size "
-                                  "square, "
-        "over a lesion pixel 80 %% of the time (the CPU protocol; default: the whole square, as the "
-        ""
-        ""
-        ""
-        ""
-        ""
-        "paper); "
-        "validation and evaluation always see the whole square")
+    add("--patch", type=int, help="train on a random PATCH × PATCH window of each augmented "
+                                  "--size square, over a lesion pixel 80 %% of the time (the CPU "
+                                  "protocol; default: the whole square, as the paper); validation "
+                                  "and evaluation always see the whole square")
     add("--schedule-epochs", type=int, help="stretch the paper's 400-epoch learning-rate schedule "
                                             "(× 0.75 every "
         "15 epochs from 115) to this many epochs, for shorter runs (default 400, the paper's)")
@@ -152,7 +134,8 @@ def _check_settings(settings):
     models_for_mode(settings["mode"], settings["lesion"])  # ValueError for --lesion outside st
     if settings["size"] < MIN_TRAIN_SIZE:
         raise ValueError(f"--size must be at least {MIN_TRAIN_SIZE} pixels, got {settings['size']}")
-    if settings["patch"] is not None and not MIN_TRAIN_SIZE <= settings["patch"] <= settings["size"]:
+    if (settings["patch"] is not None
+            and not MIN_TRAIN_SIZE <= settings["patch"] <= settings["size"]):
         raise ValueError(f"--patch must be between {MIN_TRAIN_SIZE} and --size {settings['size']}, "
                          f"got {settings['patch']}")
     for key in ("batch_size", "epochs", "schedule_epochs"):
@@ -190,7 +173,8 @@ def resolve_settings(args):
                                  "training script")
         saved = {**DEFAULTS, **saved}
         changed = [f"--{key.replace('_', '-')} {value} (the run has {saved[key]})"
-                   for key, value in given.items() if saved[key] != value and key not in CHANGEABLE_ON_RESUME]
+                   for key, value in given.items()
+                   if saved[key] != value and key not in CHANGEABLE_ON_RESUME]
         if changed:
             raise UsageError("a resumed run keeps its settings (only --epochs, --data and --lr may "
                              "change); "
@@ -300,7 +284,8 @@ def prepare_run_folder(settings, args, processes, train_names):
                     json.dump(record, file, indent=2)
         else:
             record = {**settings, "command": getattr(args, "command_line", None),
-                      "models": [group_name(g) for g in models_for_mode(settings["mode"], settings["lesion"])],
+                      "models": [group_name(g)
+                                 for g in models_for_mode(settings["mode"], settings["lesion"])],
                       "train_images": train_names[0], "validation_images": train_names[1]}
             with atomic_write(out / "run.json", "w") as file:
                 json.dump(record, file, indent=2)

@@ -47,7 +47,8 @@ class Canvas:
         centre = tuple(int(v) for v in self._fixed((cx, cy)))
         # OpenCV fills every fine pixel whose centre is on or inside the outline: half a
         # fine pixel too much all round. Shrinking the axes by that much makes areas unbiased.
-        axes = tuple(max(0, int(round((a * self.ss - 0.5) * (1 << SHIFT)))) for a in (half_x, half_y))
+        axes = tuple(max(0, int(round((a * self.ss - 0.5) * (1 << SHIFT))))
+                     for a in (half_x, half_y))
         cv2.ellipse(self.fine, centre, axes, float(angle_deg), 0.0, 360.0, self._level(value), -1,
                     cv2.LINE_8, SHIFT)
 
@@ -69,8 +70,8 @@ class Canvas:
         wanted = max(thickness * self.ss, 1e-6)  # fine px
         odd = max(1, 2 * int(np.ceil((wanted - 1) / 2)) + 1)  # the odd width >= wanted
         fine_thickness = 1 if odd == 1 else odd - 1  # OpenCV's t for that width
-        cv2.polylines(self.fine, pts, False, self._level(value * min(1.0, wanted / odd)), fine_thickness,
-                      cv2.LINE_8, SHIFT)
+        cv2.polylines(self.fine, pts, False, self._level(value * min(1.0, wanted / odd)),
+                      fine_thickness, cv2.LINE_8, SHIFT)
 
     def coverage(self):
         """Fraction of each image pixel covered (times the drawn value): (H, W) float32."""

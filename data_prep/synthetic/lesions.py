@@ -81,7 +81,8 @@ def min_diameter(geo, visible_at):
 def sample_points(rng, geo, n, centre, spread):
     """Up to `n` points (n, 2) around `centre`, Gaussian with `spread` (fraction of R),
     inside the disc and away from the optic disc."""
-    candidates = np.asarray(centre, np.float64) + rng.normal(0, spread * geo.radius, (4 * n + 16, 2))  # (M, 2)
+    candidates = np.asarray(centre, np.float64) + rng.normal(0, spread * geo.radius,
+                                                             (4 * n + 16, 2))  # (M, 2)
     inside = geo.inside(candidates[:, 0], candidates[:, 1], margin=0.08)  # (M,)
     # (M,)
     clear = np.hypot(candidates[:, 0] - geo.od_x, candidates[:, 1] - geo.od_y) > 1.4 * geo.od_radius
@@ -95,16 +96,19 @@ def log_uniform_int(rng, low, high):
 def blob(rng, x, y, radius, jitter, aspect=1.0, angle=None, n_vertices=24):
     r"""A smooth irregular outline around (x, y): (n_vertices, 2) px.
 
-    The radius wobbles with the angle as $r(\theta) = r_0 (1 + \sum_{k=2}^{4} a_k \cos(k\theta + \phi_k))$,
-    $a_k$ uniform in [0, jitter / k]; the outline is then squashed by `aspect` and turned by `angle`.
+    The radius wobbles with the angle as
+    $r(\theta) = r_0 (1 + \sum_{k=2}^{4} a_k \cos(k\theta + \phi_k))$, $a_k$ uniform in
+    [0, jitter / k]; the outline is then squashed by `aspect` and turned by `angle`.
     """
     theta = np.linspace(0, 2 * np.pi, n_vertices, endpoint=False)  # (V,)
     k = np.arange(2, 5)[:, None]  # (3, 1)
-    wobble = (rng.uniform(0, jitter / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi, (3, 1)))).sum(0)  # (V,)
+    wobble = (rng.uniform(0, jitter / k)
+              * np.cos(k * theta + rng.uniform(0, 2 * np.pi, (3, 1)))).sum(0)  # (V,)
     radii = radius * (1 + wobble)  # (V,)
     turn = rng.uniform(0, np.pi) if angle is None else angle
     px, py = radii * np.cos(theta), aspect * radii * np.sin(theta)  # (V,) each
-    return np.stack([x + px * np.cos(turn) - py * np.sin(turn), y + px * np.sin(turn) + py * np.cos(turn)], -1)
+    return np.stack([x + px * np.cos(turn) - py * np.sin(turn),
+                     y + px * np.sin(turn) + py * np.cos(turn)], -1)
 
 
 def draw_ma(rng, geo, floor, ss):
@@ -140,7 +144,8 @@ def draw_he(rng, geo, floor, ss):
             d = max(rng.uniform(0.03, 0.11) * geo.radius, floor)
             for _ in range(rng.integers(1, 4)):  # overlapping lobes
                 ox, oy = rng.normal(0, 0.15 * d, 2)
-                canvas.polygon(blob(rng, x + ox, y + oy, d / 2 * rng.uniform(0.6, 1.0), 0.4, rng.uniform(0.6, 1)))
+                canvas.polygon(blob(rng, x + ox, y + oy, d / 2 * rng.uniform(0.6, 1.0), 0.4,
+                                    rng.uniform(0.6, 1)))
     return blur(canvas.coverage(), blur_sigma("HE", geo))  # (H, W)
 
 
@@ -166,7 +171,8 @@ def draw_ex(rng, geo, floor, ss):
         # (n,)
         diameters = np.clip(np.exp(rng.normal(np.log(0.012), 0.55, n)), 0.005, 0.1) * geo.radius
         for (x, y), d in zip(xy[keep], diameters[keep]):
-            canvas.polygon(blob(rng, x, y, max(d, floor) / 2, 0.5, rng.uniform(0.6, 1.0), n_vertices=12))
+            canvas.polygon(blob(rng, x, y, max(d, floor) / 2, 0.5, rng.uniform(0.6, 1.0),
+                                n_vertices=12))
     return blur(canvas.coverage(), blur_sigma("EX", geo))  # (H, W)
 
 
@@ -239,8 +245,10 @@ def paint_lesions(rng, geo, image, visible_at=160, ss=4, presence=None):
     colour = {  # L_k(b) and the opacity o_k (per pixel where the lesion is textured)
         "HE": (image * HE_FACTOR * rng.uniform(0.93, 1.07), rng.uniform(0.8, 1.0)),
         "MA": (image * MA_FACTOR * rng.uniform(0.93, 1.07), rng.uniform(0.85, 1.0)),
-        "SE": (image + (255 - image) * SE_WHITE * rng.uniform(0.8, 1.2), rng.uniform(0.6, 0.9) + 0.1 * texture),
-        "EX": (image + (255 - image) * EX_WHITE * rng.uniform(0.8, 1.2, 3), rng.uniform(0.85, 1.0) + 0.1 * texture),
+        "SE": (image + (255 - image) * SE_WHITE * rng.uniform(0.8, 1.2),
+               rng.uniform(0.6, 0.9) + 0.1 * texture),
+        "EX": (image + (255 - image) * EX_WHITE * rng.uniform(0.8, 1.2, 3),
+               rng.uniform(0.85, 1.0) + 0.1 * texture),
     }
     # $x = (1 - \sum_k o_k c^{eff}_k) b + \sum_k o_k c^{eff}_k L_k(b)$
     out = image.copy()  # (H, W, 3)

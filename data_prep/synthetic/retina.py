@@ -121,18 +121,22 @@ def background(rng, geo):
     # (H, W, 3)
     tint = 1 + 0.03 * np.stack([smooth_field(rng, geo.height, geo.width, 2) for _ in range(3)], -1)
     # Choroidal texture: blobs of about 1 % of R, 1-2 % of the intensity.
-    texture = 1 + rng.uniform(0.006, 0.016) * bandpass_noise(rng, geo.height, geo.width, 0.01 * geo.radius)  # (H, W)
+    texture = 1 + rng.uniform(0.006, 0.016) * bandpass_noise(rng, geo.height, geo.width,
+                                                             0.01 * geo.radius)  # (H, W)
     d_macula = np.hypot(xs - geo.fovea_x, ys - geo.fovea_y) / geo.radius  # (H, W)
     macula_depth = rng.uniform(0.1, 0.3)
-    macula = 1 - macula_depth * MACULA_DEPTH * np.exp(-0.5 * (d_macula / MACULA_SIGMA) ** 2)[..., None]  # (H, W, 3)
-    fovea = 1 - 0.4 * macula_depth * MACULA_DEPTH * np.exp(-0.5 * (d_macula / 0.025) ** 2)[..., None]  # (H, W, 3)
+    macula = 1 - macula_depth * MACULA_DEPTH * np.exp(
+        -0.5 * (d_macula / MACULA_SIGMA) ** 2)[..., None]  # (H, W, 3)
+    fovea = 1 - 0.4 * macula_depth * MACULA_DEPTH * np.exp(
+        -0.5 * (d_macula / 0.025) ** 2)[..., None]  # (H, W, 3)
     image = base * vignette * light * tint * texture[..., None] * macula * fovea  # (H, W, 3)
     return optic_disc(rng, geo, image, xs, ys).astype(np.float32)  # (H, W, 3)
 
 
 def optic_disc(rng, geo, image, xs, ys):
     """Brighten and yellow the optic disc (slightly tall ellipse) with a paler cup: (H, W, 3)."""
-    dx, dy = (xs - geo.od_x) / geo.od_radius, (ys - geo.od_y) / (geo.od_radius * rng.uniform(1.03, 1.15))
+    dx, dy = ((xs - geo.od_x) / geo.od_radius,
+              (ys - geo.od_y) / (geo.od_radius * rng.uniform(1.03, 1.15)))
     d = np.hypot(dx, dy)  # (H, W) 1 on the rim of the optic disc
     # (H, W) soft edge over ~10 % of its radius
     rim = 1 / (1 + np.exp(np.minimum((d - 1) / 0.08, 50)))
@@ -144,11 +148,13 @@ def optic_disc(rng, geo, image, xs, ys):
     white = OD_WHITE * rng.uniform(0.85, 1.15, 3)  # (3,)
     alpha = (strength * rim + halo)[..., None] * white  # (H, W, 3)
     image = image + (255 - image) * alpha  # (H, W, 3) blend towards white
-    return image + (255 - image) * (0.45 * strength * cup)[..., None] * np.array([0.6, 0.8, 0.9], np.float32)
+    return image + (255 - image) * (0.45 * strength * cup)[..., None] * np.array([0.6, 0.8, 0.9],
+                                                                                 np.float32)
 
 
 def finish(rng, geo, image, notch=True):
-    """Cut the disc out of a black surround, add the camera notch and sensor noise: uint8 (H, W, 3)."""
+    """Cut the disc out of a black surround, add the camera notch and sensor noise: uint8
+    (H, W, 3)."""
     xs, ys = geo.grid()  # (H, W) each
     alpha = disc_alpha(geo, xs, ys)  # (H, W)
     if notch:
@@ -156,7 +162,8 @@ def finish(rng, geo, image, notch=True):
         # the right: a rectangle 3 % of R tall, sticking out 2 % of R.
         angle = np.deg2rad(rng.uniform(-40, -25))
         ex, ey = geo.cx + geo.radius * np.cos(angle), geo.cy + geo.radius * np.sin(angle)
-        tab = (np.abs(ys - ey) < 0.03 * geo.radius) & (xs > ex - 0.04 * geo.radius) & (xs < ex + 0.02 * geo.radius)
+        tab = ((np.abs(ys - ey) < 0.03 * geo.radius) & (xs > ex - 0.04 * geo.radius)
+               & (xs < ex + 0.02 * geo.radius))
         alpha = np.maximum(alpha, 0.6 * tab)  # (H, W)
     noise = rng.normal(0.0, 1.3, image.shape).astype(np.float32)  # (H, W, 3) sensor noise
     out = alpha[..., None] * image + (1 - alpha[..., None]) * BLACK + noise  # (H, W, 3)

@@ -48,8 +48,10 @@ def grow_tree(rng, geo, trunk_width):
         queue.append((heading, turn, trunk_width * rng.uniform(0.95, 1.05), 0))
         # Nasal trunk: leaves at 30-60 degrees towards the nasal side, nearly straight.
         heading = (temporal + np.pi) + up * geo.side * rng.uniform(0.5, 1.0)
-        queue.append((heading, rng.normal(0, 0.5) / radius, trunk_width * rng.uniform(0.7, 0.85), 0))
-    starts = [(geo.od_x + rng.normal(0, 0.15) * geo.od_radius, geo.od_y + rng.normal(0, 0.15) * geo.od_radius)
+        queue.append((heading, rng.normal(0, 0.5) / radius,
+                      trunk_width * rng.uniform(0.7, 0.85), 0))
+    starts = [(geo.od_x + rng.normal(0, 0.15) * geo.od_radius,
+               geo.od_y + rng.normal(0, 0.15) * geo.od_radius)
               for _ in queue]
     queue = [(x, y) + q for (x, y), q in zip(starts, queue)]
     step, min_width = STEP * radius, max(MIN_WIDTH * radius, 0.3)
@@ -64,15 +66,18 @@ def grow_tree(rng, geo, trunk_width):
             turn = 0.97 * turn + rng.normal(0, 0.5) / radius
             x, y = x + step * math.cos(heading), y + step * math.sin(heading)
             width *= 0.994
-            outside = math.hypot(x - geo.cx, y - geo.cy) >= radius - edge or not edge < y < geo.height - 1 - edge
-            if width < min_width or outside or math.hypot(x - geo.fovea_x, y - geo.fovea_y) < fovea_zone:
+            outside = (math.hypot(x - geo.cx, y - geo.cy) >= radius - edge
+                       or not edge < y < geo.height - 1 - edge)
+            if (width < min_width or outside
+                    or math.hypot(x - geo.fovea_x, y - geo.fovea_y) < fovea_zone):
                 break
             points.append((x, y))
             widths.append(width)
             if depth < 4 and rng.random() < step / ((0.16 + 0.08 * depth) * radius):
                 child_width = width * rng.uniform(0.5, 0.75)
                 child_heading = heading + rng.choice([-1, 1]) * rng.uniform(0.45, 1.2)
-                queue.append((x, y, child_heading, rng.normal(0, 1.0) / radius, child_width, depth + 1))
+                queue.append((x, y, child_heading, rng.normal(0, 1.0) / radius, child_width,
+                              depth + 1))
                 width *= 0.92
         if len(points) > 1:
             # (N, 2), (N,)
