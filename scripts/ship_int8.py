@@ -36,6 +36,7 @@ from ship_model import git_commit  # noqa: E402  (the same provenance as the che
 
 
 def main(argv=None):
+    # One script, read top to bottom: parse, export, score, refuse or write with the record.
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--name", default="xs_mt", help="the shipped model to quantize (default xs_mt)"

@@ -17,7 +17,7 @@ enhance explainability of mobile screening systems for diabetic retinopathy", MI
 | AUPR, Table 1 (Sec. 4) | `metrics.py`, `evaluate.py`, `report.py` |
 | maps and overlays (Sec. 4-5) | `predict.py`, `overlay.py`, `shipped.py` |
 | mobile (Sec. 5) | `fold.py`, `inference.py`, `export.py`, `quantize.py` (int8, the phone's |
-| | format), `bench.py`, `roofline.py`, `precisions.py` |
+| | format), `bench.py` (`inference_paths`, `measure`), `roofline.py`, `precisions.py` |
 
 Tools: `checkpoint.py` (saving and loading), `random_batchnorm.py` (for comparing forward
 passes), `worked_example.py` (the loss by hand), `demo.py` (`make demo`); the synthetic

@@ -44,13 +44,9 @@ busy minute; the load average before and after is recorded in the JSON.
 """
 
 import argparse
-import gc
 import json
-import os
 import statistics
 import sys
-import threading
-import time
 
 import numpy as np
 import torch
@@ -59,163 +55,17 @@ from data_prep.atomic import atomic_write
 from data_prep.checks import check_positive_flag
 
 from .counting import conv_macs, count_parameters
-from .inference import OnnxSession, TorchSession, bf16_supported, optimize_model, reuse_freed_memory
+from .inference import TorchSession, optimize_model, reuse_freed_memory
+from .inference_paths import PATHS, build_path
+from .measure import PeakMemory, minor_faults, timed
 from .model import MODEL_NAMES, build_model
 from .precisions import aupr_table, precision_aupr
 from .roofline import CPU_FEATURES, disk_bytes, load_average, machine_figures, memory_traffic
 
-PATHS = ("eager", "folded", "optimized", "onnxruntime", "compile", "bf16", "int8", "mobile")
 # What runs when --paths is not given: every path that starts in seconds. `compile` takes
 # minutes to compile on a busy machine and is no faster at batch 1, so it runs only by name.
 DEFAULT_PATHS = ("eager", "folded", "optimized", "onnxruntime", "bf16", "int8")
 MEMORY_REUSE = {"eager": False, "folded": False}  # every other path runs with it on
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------
-# The paths: each a function x (B, 3, H, W) float32 CPU tensor -> y_hat (B, C, H, W) NumPy.
-
-
-def build_path(name, model, device, x):
-    """(function, extra figures) for path `name`; raises RuntimeError with the reason to skip.
-
-    `x` (B, 3, H, W): an example input; `compile` compiles for its shape (timed: `compile_s`).
-    """
-    device = torch.device(device)
-    if name == "eager":
-        return TorchSession(model, device=device, optimize=False), {}
-    if name in ("folded", "optimized"):
-        return TorchSession(model, device=device, optimize=True), {}
-    if name == "onnxruntime":
-        if device.type != "cpu":
-            raise RuntimeError("ONNX Runtime runs on the CPU here (no CUDA provider is installed)")
-        from .export import to_onnx_bytes
-
-        data = to_onnx_bytes(model)
-        return OnnxSession(data), {"onnx_bytes": len(data)}
-    if name == "compile":
-        return _compiled(model, device, x)
-    if name == "bf16":
-        return _bfloat16(model, device), {}
-    if name in ("int8", "mobile"):
-        return _int8(model, device, x, mobile=name == "mobile")
-    raise ValueError(f"path must be one of {PATHS}, got {name!r}")
-
-
-def _compiled(model, device, x):
-    session = TorchSession(model, device=device, optimize=True)  # its input checks and layout
-    start = time.perf_counter()
-    try:
-        session.model = torch.compile(session.model)
-        session(x)  # compiles
-    except Exception as error:  # an inductor failure has many types; all mean "skip"
-        first_line = (str(error).strip().splitlines() or [""])[0][:200]
-        raise RuntimeError(f"torch.compile failed: {type(error).__name__}: {first_line}") from error
-    return session, {"compile_s": round(time.perf_counter() - start, 1)}
-
-
-def _bfloat16(model, device):
-    if not bf16_supported(device):
-        raise RuntimeError(f"bfloat16 is not supported natively on {device} "
-                           f"(a CPU needs AVX-512 BF16 or AMX)")
-    return TorchSession(model, device=device, optimize=True, bf16=True)
-
-
-def _int8(model, device, x, mobile=False):
-    if torch.device(device).type != "cpu":
-        raise RuntimeError("the int8 graph runs in ONNX Runtime on the CPU here")
-    from .export import onnx_bytes
-    from .quantize import Calibration, to_ort_bytes
-
-    start = time.perf_counter()
-    # Calibrated on the input it is timed on: for speed the ranges matter little, and a
-    # random model has no photographs of its own (precision_aupr calibrates on real ones).
-    data = onnx_bytes(model, calibration=Calibration([x.numpy()]))
-    if mobile:
-        data = to_ort_bytes(data)
-    seconds = round(time.perf_counter() - start, 1)
-    return OnnxSession(data), {"onnx_bytes": len(data), "quantize_s": seconds}
-
-
-# ---------------------------------------------------------------------------------------
-# Measuring.
-
-
-class PeakMemory:
-    """Peak extra memory during a block: CUDA's allocator, or the process's sampled RSS (Linux)."""
-
-    def __init__(self, device):
-        self.device = torch.device(device)
-        self.peak_bytes = None
-
-    def __enter__(self):
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.start = torch.cuda.memory_allocated(self.device)
-        elif os.path.exists("/proc/self/statm"):
-            reuse_freed_memory(False)  # trims the heap: the baseline holds no freed maps
-            self.start = self._rss()
-            self.peak = self.start
-            self.running = True
-            self.thread = threading.Thread(target=self._sample, daemon=True)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self.start
-        elif os.path.exists("/proc/self/statm"):
-            self.running = False
-            self.thread.join()
-            self.peak_bytes = max(self.peak, self._rss()) - self.start
-        return False
-
-    @staticmethod
-    def _rss():
-        with open("/proc/self/statm") as file:
-            return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.0005)
-
-
-def _minor_faults():
-    """Minor page faults of this process so far (pages the kernel had to map); None off Unix."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def _timed(function, x, device):
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    start = time.perf_counter()
-    function(x)
-    sync()
-    return time.perf_counter() - start
 
 
 def benchmark(model_name="xs", size=512, device="cpu", batch=1, runs=10, warmup=2,
@@ -331,10 +181,10 @@ def _first_calls(name, function, x, reference, device, warmup):
                else round(memory.peak_bytes / 2**20, 1)}
     for _ in range(warmup):
         function(x)
-    faults = _minor_faults()
+    faults = minor_faults()
     function(x)
     if faults is not None:
-        figures["page_faults"] = _minor_faults() - faults
+        figures["page_faults"] = minor_faults() - faults
     return figures
 
 
@@ -345,7 +195,7 @@ def _round_robin(functions, x, device, rounds):
     for _ in range(rounds):
         for name, function in functions.items():
             reuse_freed_memory(MEMORY_REUSE.get(name, True))
-            seconds[name].append(_timed(function, x, device))
+            seconds[name].append(timed(function, x, device))
     return seconds
 
 

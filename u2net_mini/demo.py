@@ -158,6 +158,7 @@ def train_briefly(argv, args, began, reserve):
 
 
 def real_demo(args, out, threads, began):
+    # The demo's script, step by step as it prints: longer than 60 lines, read top to bottom.
     size, epochs = args.size or SIZE, args.epochs or EPOCHS
     patch = min(args.patch, size)
     run, cache = out / "run", out / "cache"
@@ -225,6 +226,7 @@ def real_demo(args, out, threads, began):
 
 
 def synthetic_demo(args, out, threads, began):
+    # The demo's script, step by step as it prints: longer than 60 lines, read top to bottom.
     size, epochs = args.size or SYNTHETIC_SIZE, args.epochs or SYNTHETIC_EPOCHS
     data, run, cache = out / "data", out / "run", out / "cache"
     with Step(f"1. synthetic IDRiD-like data: {args.n_train} training + {args.n_test} test "

@@ -33,33 +33,17 @@ def precision_aupr(checkpoint, data, split="test", cache_dir=None,
     nan and is left out), "limit", "within_limit", "skipped" {precision: reason}}.
     """
     from data_prep.dataset import LesionDataset
-    from data_prep.idrid import IDRiD
 
-    from .checkpoint import load_model, preprocessing_arguments
+    from .checkpoint import preprocessing_arguments
     from .evaluate import score_dataset
-    from .export import onnx_bytes
     from .metrics import LesionScores
-    from .quantize import CALIBRATION_PHOTOS, calibration_from_data
 
     unknown = [name for name in precisions if name not in ("fp32", "bf16", "int8")]
     if unknown or "fp32" not in precisions:
         raise ValueError(f"precisions must include fp32 and be some of fp32, bf16, int8, "
                          f"got {list(precisions)}")
-    fp32 = TorchSession.from_checkpoint(checkpoint)
-    payload = fp32.payload
-    sessions, skipped = {"fp32": fp32}, {}
-    if "bf16" in precisions:
-        if bf16_supported("cpu"):
-            sessions["bf16"] = TorchSession.from_checkpoint(checkpoint, bf16=True)
-        else:
-            skipped["bf16"] = "this CPU has no native bfloat16 (AVX-512 BF16 or AMX)"
-    if "int8" in precisions:
-        count = calibration_photos
-        if count is None:
-            count = min(CALIBRATION_PHOTOS, len(IDRiD(data, "train")))
-        calibration = calibration_from_data(payload, data, count, cache_dir=cache_dir)
-        model, _ = load_model(checkpoint)
-        sessions["int8"] = OnnxSession(onnx_bytes(model, payload, calibration=calibration))
+    sessions, skipped, payload = _sessions(checkpoint, data, precisions, calibration_photos,
+                                           cache_dir)
     dataset = LesionDataset(data, split, lesions=payload["lesions"], cache_dir=cache_dir,
                             **preprocessing_arguments(payload))
     aupr = {}
@@ -82,6 +66,32 @@ def precision_aupr(checkpoint, data, split="test", cache_dir=None,
         result["limit"][name] = AUPR_LIMITS[name]
         result["within_limit"][name] = bool(result["max_shift"][name] <= AUPR_LIMITS[name])
     return result
+
+
+def _sessions(checkpoint, data, precisions, calibration_photos, cache_dir):
+    """({precision: session}, {precision: why skipped}, the checkpoint's payload)."""
+    from data_prep.idrid import IDRiD
+
+    from .checkpoint import load_model
+    from .export import onnx_bytes
+    from .quantize import CALIBRATION_PHOTOS, calibration_from_data
+
+    fp32 = TorchSession.from_checkpoint(checkpoint)
+    payload = fp32.payload
+    sessions, skipped = {"fp32": fp32}, {}
+    if "bf16" in precisions:
+        if bf16_supported("cpu"):
+            sessions["bf16"] = TorchSession.from_checkpoint(checkpoint, bf16=True)
+        else:
+            skipped["bf16"] = "this CPU has no native bfloat16 (AVX-512 BF16 or AMX)"
+    if "int8" in precisions:
+        count = calibration_photos
+        if count is None:
+            count = min(CALIBRATION_PHOTOS, len(IDRiD(data, "train")))
+        calibration = calibration_from_data(payload, data, count, cache_dir=cache_dir)
+        model, _ = load_model(checkpoint)
+        sessions["int8"] = OnnxSession(onnx_bytes(model, payload, calibration=calibration))
+    return sessions, skipped, payload
 
 
 def aupr_table(check):

@@ -202,55 +202,61 @@ def compact(graph):
        the graph's input and output keep theirs. The exporter's names
        ("/model/decoders.0/decoder.3/conv/Conv_output_0") were a quarter of the file.
     """
+    _float_weights_to_int8(graph)
+    _drop_zero_points(graph)
+    _short_names(graph)
+
+
+def _float_weights_to_int8(graph):
+    r"""Step 1 of `compact`: each float Conv weight W (O, I, k, k) becomes q int8 and one
+    scale per output channel, $s_o = \max |W_o| / 127$, read through a DequantizeLinear."""
     from onnx import TensorProto, helper, numpy_helper
 
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     new_nodes = []
-    for node in graph.node:  # 1.
+    for node in graph.node:
         weight = initializers.get(node.input[1]) if node.op_type == "Conv" else None
-        if weight is not None and weight.data_type == TensorProto.FLOAT:
-            w = numpy_helper.to_array(weight)  # (O, I, k, k)
-            scale = np.abs(w).reshape(len(w), -1).max(axis=1) / 127  # (O,)
-            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-            q = np.round(w / scale[:, None, None, None])  # (O, I, k, k)
-            q = np.clip(q, -127, 127).astype(np.int8)  # (O, I, k, k)
-            for tensor in (
-                numpy_helper.from_array(q, weight.name + "_q"),
-                numpy_helper.from_array(scale, weight.name + "_s"),
-            ):
-                graph.initializer.append(tensor)
-            new_nodes.append(
-                helper.make_node(
-                    "DequantizeLinear",
-                    [weight.name + "_q", weight.name + "_s"],
-                    [weight.name + "_dq"],
-                    axis=0,
-                )
-            )
-            node.input[1] = weight.name + "_dq"
+        if weight is None or weight.data_type != TensorProto.FLOAT:
+            continue
+        w = numpy_helper.to_array(weight)  # (O, I, k, k)
+        scale = np.abs(w).reshape(len(w), -1).max(axis=1) / 127  # (O,)
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)  # (O,)
+        q = np.round(w / scale[:, None, None, None])  # (O, I, k, k)
+        q = np.clip(q, -127, 127).astype(np.int8)  # (O, I, k, k)
+        graph.initializer.append(numpy_helper.from_array(q, weight.name + "_q"))
+        graph.initializer.append(numpy_helper.from_array(scale, weight.name + "_s"))
+        new_nodes.append(helper.make_node("DequantizeLinear",
+                                          [weight.name + "_q", weight.name + "_s"],
+                                          [weight.name + "_dq"], axis=0))
+        node.input[1] = weight.name + "_dq"
     nodes = new_nodes + list(graph.node)  # the new nodes read only initializers: first is sorted
     graph.ClearField("node")
     graph.node.extend(nodes)
 
-    zero = {
-        name
-        for name, tensor in ((t.name, t) for t in graph.initializer)
-        if tensor.data_type in (TensorProto.INT8, TensorProto.INT32)
-        and not numpy_helper.to_array(tensor).any()
-    }
-    for node in graph.node:  # 2.
+
+def _drop_zero_points(graph):
+    """Step 2 of `compact`: DequantizeLinear without its all-zero zero point, and every
+    initializer no node reads any more removed."""
+    from onnx import TensorProto, numpy_helper
+
+    zero = {tensor.name for tensor in graph.initializer
+            if tensor.data_type in (TensorProto.INT8, TensorProto.INT32)
+            and not numpy_helper.to_array(tensor).any()}
+    for node in graph.node:
         if node.op_type == "DequantizeLinear" and len(node.input) == 3 and node.input[2] in zero:
             del node.input[2]
-
     used = {name for node in graph.node for name in node.input}
     kept = [tensor for tensor in graph.initializer if tensor.name in used]
     graph.ClearField("initializer")
     graph.initializer.extend(kept)
 
+
+def _short_names(graph):
+    """Step 3 of `compact`: short tensor names, no node names, no inferred shapes."""
     fixed = {value.name for value in list(graph.input) + list(graph.output)}
     short, counter = {}, iter(range(1 << 62))
 
-    def rename(name):  # 3.
+    def rename(name):
         if not name or name in fixed:
             return name
         while name not in short:

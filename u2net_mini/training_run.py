@@ -57,6 +57,7 @@ def group_name(lesions):
     return "-".join(lesions)
 
 def build_parser():
+    # Long by nature: one add_argument per flag, each with its help text; nothing to split.
     parser = argparse.ArgumentParser(
         prog="python -m u2net_mini.train",
         description="Train U²-Net models on IDRiD-layout data with the paper's protocol "
