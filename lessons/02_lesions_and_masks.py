@@ -63,8 +63,9 @@ np.set_printoptions(precision=5, suppress=True)
 #
 # IDRiD's segmentation part (Porwal et al. 2018) has 81 photographs, 54 for training and
 # 27 for testing, and one folder per lesion for the masks, one TIFF per photograph and
-# lesion. The project ships all of it at a quarter of the original size (1072 × 712,
-# `data_prep/shipped/idrid`, CC BY 4.0), in the very same layout. The files per folder:
+# lesion. The project ships all 81 photographs and their lesion masks with each side
+# shrunk by 4 (1072 × 712 instead of 4288 × 2848, `data_prep/shipped/idrid`, CC BY 4.0),
+# in the same layout. The files per folder:
 
 # %%
 root = idrid_root()
@@ -223,9 +224,10 @@ for seed, shares in enumerate(synthetic_shares):
     print(f"{'synthetic ' + str(seed):>16}" + "".join(f"{s:10.4%}" for s in shares))
 
 # %% [markdown]
-# Even IDRiD_55, a photograph with many exudates, has 6 % of its disc on an exudate; in
-# the synthetic photographs each lesion covers well under 1 %, and microaneurysms one
-# pixel in several thousand. The real training split, pooled (every lesion pixel of the
+# Even IDRiD_55, a photograph with many exudates, has 6 % of its disc on an exudate. In
+# the synthetic photographs a lesion covers up to about 1.6 % (HE of synthetic 1), SE
+# may be absent (synthetic 3), and microaneurysms take one pixel in 2,500 to 17,000. The
+# real training split, pooled (every lesion pixel of the
 # 54 photographs over all their disc pixels; a photograph without a mask file counts as
 # having none of that lesion):
 
@@ -243,7 +245,8 @@ for name, share, count in zip(LESIONS, train_shares, with_lesion):
     print(f"{name}: {share:8.4%} of the disc's pixels, in {count} of {len(train_set)} photographs")
 
 # %% [markdown]
-# In terms of lesson 5's imbalance $r$, background pixels per lesion pixel:
+# In terms of lesson 5's imbalance $r$, background pixels per lesion pixel (the black
+# lines mark the mean share of the four synthetic photographs above):
 
 # %%
 imbalance = (1 - train_shares) / train_shares  # (4,) r = background / lesion, per lesion
@@ -258,8 +261,11 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# A model that answers "background" everywhere is right on more than 99 % of the pixels:
-# accuracy means nothing here. This is why the paper weighs the channels (lesson 5),
+# Real microaneurysms take one disc pixel in about 640 ($r \approx 639$), the rarest
+# lesion; the synthetic ones drawn at real sizes are about ten times rarer still, so the
+# synthetic photographs understate MA's share. A model that answers "background"
+# everywhere is right on 98.6 % (HE) to 99.8 % (MA) of the disc's pixels: accuracy means
+# nothing here. This is why the paper weighs the channels (lesson 5),
 # focuses the loss on hard pixels and adds a Dice term (lesson 6), and measures results
 # by the area under the precision–recall curve (lesson 9).
 
@@ -268,8 +274,9 @@ plt.show()
 #
 # A microaneurysm is 5–15 px wide in a 4288 × 2848 IDRiD photograph. The disc is about
 # 3416 px wide there and 512 at the network's size: everything shrinks by about 6.7, and a
-# microaneurysm becomes **one pixel or less**. How a mask is shrunk then decides whether
-# the lesion is still in the target at all.
+# microaneurysm becomes **0.75 to 2.25 pixels wide**; the smallest cover under half of one
+# output pixel. How a mask is shrunk then decides whether the lesion is still in the
+# target at all.
 #
 # We build a test: a 1008 × 1008 patch at full resolution with 150 round dots of MA size
 # (5 to 15 px across), shrunk 7 times to 144 × 144. With $P_{ij}$ the 7 × 7 input pixels
@@ -354,13 +361,13 @@ for rule, small in ours.items():
           f"{small.sum() / true_area:17.2f}")
 
 # %% [markdown]
-# - **nearest** and **majority** lose a large share of the microaneurysms: the target
-#   then says "background" where a lesion is, and the model is trained to miss them.
-# - **any** keeps every lesion but makes each a 2 × 2 or 3 × 3 blob, several times its
-#   true area, and blobs that come within a pixel of each other merge (fewer pieces).
-# - **preserve** keeps every lesion, as one pixel where majority would lose it, and keeps
-#   the area close to the truth. Its few merges are lesions that fall into neighbouring
-#   output pixels: no rule can keep those apart at this size.
+# - **nearest** loses 16 of the 144 microaneurysms (11 %), **majority** 36 (25 %): the
+#   target then says "background" where a lesion is, and the model is trained to miss them.
+# - **any** keeps every lesion but makes most of them a blob of 2 × 2 to 3 × 3 pixels,
+#   2.8 times the true area in all, and blobs that touch merge (131 pieces for 144 lesions).
+# - **preserve** keeps every lesion, as one pixel where majority would lose it, with
+#   0.89 of the true area (nearest's 0.97 is closer, but it loses 16 lesions). Its 4
+#   merges (144 kept, 140 pieces) are lesions whose output pixels touch or overlap.
 
 # %%
 window = (slice(0, 420), slice(0, 420))  # a 420 × 420 corner at full resolution = 60 × 60 output
@@ -390,9 +397,11 @@ print(f"IDRiD_55 EX at {exudates.shape[0]} px: {count_components(exudates)} lesi
       {rule: count_components(pipeline.resize_mask(exudates, (256, 256), rule)) for rule in pipeline.MASK_RULES})
 
 # %% [markdown]
-# On real exudates too, nearest and majority drop the smallest; any merges neighbours into
-# fewer, larger blobs; preserve keeps the most. (Its count is still below the input's:
-# exudates a pixel apart at 256 touch, and no rule can keep them apart.)
+# These are counts of pieces, as in the "pieces" column above: they fall both when a lesion
+# is lost and when neighbours merge. Preserve loses no lesion (that is its rule), so its
+# drop from 344 to 232 is all merges: at 256 px an output pixel spans 3.3 input pixels, and
+# exudates that close together touch. Any merges by far the most (70 pieces); nearest and
+# majority both lose small exudates and merge others, and end between the two.
 #
 # ## Summary
 #
@@ -401,11 +410,12 @@ print(f"IDRiD_55 EX at {exudates.shape[0]} px: {count_components(exudates)} lesi
 #   order MA, HE, EX, SE, and which files exist.
 # - Read as an array a mask is {0, 1}; as 8-bit grey it is {0, 76}. Binarize with `> 0`,
 #   never `> 127`.
-# - Lesion pixels are rare: exudates a few percent of the disc at most, microaneurysms
-#   one pixel in thousands. Accuracy is meaningless; the loss and the metric must care
-#   about the few.
-# - Shrinking to 512 makes a microaneurysm one pixel or less. Nearest and majority lose
-#   many, any inflates them, preserve keeps each lesion with about its true area.
+# - Lesion pixels are rare: over the 54 training photographs, 1.2 % of the disc's pixels
+#   are exudate, 1.4 % haemorrhage and 0.16 % microaneurysm (one pixel in about 640).
+#   Accuracy is meaningless; the loss and the metric must care about the few.
+# - Shrinking to 512 makes a microaneurysm 0.75 to 2.25 pixels wide. Nearest and majority
+#   lose some (11 % and 25 % in our test), any inflates them (2.8 times the area),
+#   preserve keeps each lesion with about its true area (0.89 of it).
 
 # %% [markdown]
 # ## Exercises
@@ -554,10 +564,10 @@ count_ratio_by_rule = {
     rule: count_components(pipeline.resize_mask(dots, (FULL // 14, FULL // 14), rule)) / count_components(dots)
     for rule in pipeline.MASK_RULES
 }
-# All fall. Nearest and majority lose far more lesions: most dots are now well under
-# half an output pixel. Preserve still gives every dot a pixel, and any keeps every dot
-# too: their lower ratios are merges, neighbours that now fall into touching pixels
-# (any's blobs merge most).
+# All fall. Nearest and majority lose far more lesions: about half the dots now cover
+# less than half of one output pixel in all, and the others are split across several.
+# Preserve still gives every dot a pixel, and any keeps every dot too: their lower ratios
+# are merges, neighbours that now fall into touching pixels (any's blobs merge most).
 ### END SOLUTION
 print(count_ratio_by_rule)
 

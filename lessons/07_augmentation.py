@@ -45,15 +45,19 @@ import numpy as np
 
 from data_prep import augment
 from data_prep.synthetic import make_fundus
-from u2net_mini.lesions import LESION_COLOURS, LESIONS
+from matplotlib.lines import Line2D
+
+from u2net_mini.lesions import LESION_COLOURS, LESION_NAMES, LESIONS
 
 rng = np.random.default_rng(0)
 np.set_printoptions(precision=4, suppress=True)
 SIZE = 256
 
 # %% [markdown]
-# A synthetic photograph with all four lesions (`make_fundus`, lesson 2), small enough for
-# a quick lesson; augmentation works the same at 512.
+# A synthetic photograph (`make_fundus`, lesson 2), small enough for a quick lesson;
+# augmentation works the same at 512. This one has microaneurysms, haemorrhages and hard
+# exudates but no soft exudate (its SE mask is empty, as in about half of the synthetic
+# photographs and of IDRiD's), so the SE lines below print zeros.
 
 # %%
 image, masks = make_fundus(6, SIZE)  # (256, 256, 3) uint8, (4, 256, 256) bool
@@ -70,8 +74,15 @@ def show(ax, photo, lesion_masks, title=""):
     ax.axis("off")
 
 
+def outline_legend(lesion_masks):
+    """Legend handles for the outline colours of the lesions present in `lesion_masks`."""
+    return [Line2D([], [], color=LESION_COLOURS[name], label=f"{name}: {LESION_NAMES[name]}")
+            for name, mask in zip(LESIONS, lesion_masks) if mask.any()]
+
+
 fig, ax = plt.subplots(figsize=(4, 4))
-show(ax, image, masks, "the photograph and its four masks")
+show(ax, image, masks, "the photograph and its masks (no SE)")
+ax.legend(handles=outline_legend(masks), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=7)
 plt.show()
 
 # %% [markdown]
@@ -167,7 +178,7 @@ print("masks: pixels that differ from augment.apply_affine:", np.count_nonzero(o
 # %% [markdown]
 # (OpenCV computes the source coordinates in fixed point, to 1/1024 of a pixel, so a
 # pixel whose source lies almost exactly half-way between two input pixels can round the
-# other way; here none or a handful do.)
+# other way; here none does, 0 of 262,144 pixels.)
 #
 # Why not warp the masks bilinearly too? A bilinear mask is no longer 0/1: along every
 # lesion edge it takes fractions, and a thin lesion may nowhere reach 0.5.
@@ -183,7 +194,8 @@ for k, name in enumerate(LESIONS):
 # %% [markdown]
 # ## One transform at a time
 #
-# Each of the paper's transforms alone, at the end of its range, then all together:
+# Each of the paper's transforms alone: the rotation at 45° and at the end of its range
+# (−90°), the others at the ends of theirs. The random draws further down combine them.
 
 # %%
 examples = {
@@ -202,12 +214,15 @@ for ax, (title, kwargs) in zip(axes.ravel(), examples.items()):
     warped, warped_masks = augment.apply_affine(image, masks, warp)  # (256, 256, 3), (4, 256, 256)
     show(ax, warped, warped_masks, title)
 plt.tight_layout()
+fig.legend(handles=outline_legend(masks), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
 plt.show()
 
 # %% [markdown]
 # At scale 1.4 the rim of the disc, and any lesion on it, leaves the frame; at 0.6 the
-# disc shrinks and lesions shrink with it, a microaneurysm to below one pixel (exercise 3
-# counts how often it vanishes).
+# disc shrinks and lesions shrink with it. The microaneurysms here are drawn larger than
+# real (at least 2 px wide when the disc is 160 px, lesson 2), so they stay visible at
+# 0.6; a real one, a pixel wide or less at 256 px, falls below a pixel and can vanish
+# (exercise 3 counts how often).
 #
 # ## A marker lands on the same pixel
 #
@@ -319,13 +334,15 @@ for seed, ax in enumerate(axes.ravel()):
     flipped = "h" * p["hflip"] + "v" * p["vflip"] or "no"
     show(ax, warped, warped_masks, f"seed {seed}: θ={p['angle']:.0f}°, k={p['scale']:.2f}, {flipped} flip")
 plt.tight_layout()
+fig.legend(handles=outline_legend(masks), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
 plt.show()
 
 # %% [markdown]
 # ## Reproducible from a seed
 #
 # All randomness comes from the generator passed in: the same seed gives the same
-# transform, byte for byte, on any machine.
+# transform and the same warped arrays, byte for byte (checked here on one machine;
+# NumPy's generators give the same numbers on every platform for a given NumPy version).
 
 # %%
 first = augment.augment(image, masks, np.random.default_rng(7))  # ((256, 256, 3), (4, 256, 256))
@@ -485,10 +502,12 @@ for _ in range(300):
     _, moved = augment.apply_affine(image, one_pixel, augment.random_affine(draw_rng, SIZE))  # (1, 256, 256)
     vanished += not moved.any()
 vanish_rate = vanished / 300
-# The scale decides: only with k < 1 do output pixels sample fewer than all input pixels
-# (a fraction of about k^2 of them), so a one-pixel lesion is skipped with probability
-# about 1 - k^2; with k >= 1 every input pixel is sampled at least once. The pixel is
-# near the centre, so the shift never pushes it out of the frame.
+# The scale decides, mostly: with k < 1 the output pixels sample only about a fraction k^2
+# of the input pixels, so a one-pixel lesion is skipped with probability about 1 - k^2
+# (55 of the 60 vanishings here come with k < 1). With k >= 1 and no rotation every input
+# pixel is sampled, but a grid turned by 30-55° can still step over one when k is close to
+# 1 (the other 5, all with k < 1.16). The pixel is near the centre, so the shift never
+# pushes it out of the frame.
 ### END SOLUTION
 print(vanish_rate)
 
