@@ -95,10 +95,10 @@ plt.show()
 # | rotation $\theta$ | $U[-90°, 90°]$ |
 # | shift $t = (t_x, t_y)$ | $U[-0.1\,s, 0.1\,s]$ per axis, $s$ the image side |
 # | scaling $k$ | $\pm 0.4$: $U[0.6, 1.4]$ |
-# | flips | horizontal and vertical |
+# | flips | horizontal and vertical, each with $p = 0.5$ |
 #
-# The paper does not say how the flips are drawn; the library flips each axis with
-# probability 1/2. All five are one affine map about the image centre
+# The library draws the two flips independently, each with probability 1/2, as the paper
+# gives them. All five are one affine map about the image centre
 # $c = ((s - 1)/2, (s - 1)/2)$:
 #
 # $$p' = k\, R(\theta)\, F\, (p - c) + c + t = A p + b, \qquad A = k R(\theta) F, \quad b = c + t - A c$$
