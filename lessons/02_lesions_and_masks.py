@@ -265,9 +265,9 @@ plt.show()
 # lesion; the synthetic ones drawn at real sizes are about ten times rarer still, so the
 # synthetic photographs understate MA's share. A model that answers "background"
 # everywhere is right on 98.6 % (HE) to 99.8 % (MA) of the disc's pixels: accuracy means
-# nothing here. This is why the paper weighs the channels (lesson 5),
-# focuses the loss on hard pixels and adds a Dice term (lesson 6), and measures results
-# by the area under the precision–recall curve (lesson 9).
+# nothing here. Against this imbalance the paper's choices make sense: it weighs the
+# channels (lesson 5), focuses the loss on hard pixels and adds a Dice term (lesson 6),
+# and measures results by the area under the precision–recall curve (lesson 9).
 
 # %% [markdown]
 # ## What shrinking does to microaneurysms
