@@ -448,33 +448,7 @@ print(f"IDRiD_55 EX at {exudates.shape[0]} px: {count_components(exudates)} lesi
 # from a wrong one without showing it.
 
 # %%
-def answer_digest(value, digits=4):
-    """A short fingerprint of an answer: numbers rounded to `digits` significant digits, hashed.
-
-    A check cell compares the student's fingerprint with a stored one, so it can tell a
-    right answer from a wrong one without showing the answer or the code that computes it.
-    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
-    this function in a cell before its exercises (student notebooks cannot import
-    `lessons`); a test keeps the copies equal to this one.
-    """
-    import hashlib
-
-    import numpy as np
-
-    def text(v):
-        if isinstance(v, dict):
-            return "{" + ",".join(f"{text(key)}:{text(v[key])}" for key in sorted(v)) + "}"
-        if isinstance(v, (list, tuple, np.ndarray)):
-            return "[" + ",".join(text(item) for item in v) + "]"
-        if isinstance(v, (bool, np.bool_)):
-            return str(bool(v))
-        if isinstance(v, (int, np.integer)):
-            return str(int(v))
-        if isinstance(v, (float, np.floating)):
-            return f"{float(v):.{digits}g}"
-        return repr(v)
-
-    return hashlib.sha256(text(value).encode()).hexdigest()[:12]
+from lessons.exercises import answer_digest  # the fingerprint the checks were stored with
 
 
 # %% tags=["solution"] exercise=1

@@ -182,9 +182,9 @@ def answer_digest(value, digits=4):
 
     A check cell compares the student's fingerprint with a stored one, so it can tell a
     right answer from a wrong one without showing the answer or the code that computes it.
-    Dicts count their keys, lists their order. Every lesson that uses it carries a copy of
-    this function in a cell before its exercises (student notebooks cannot import
-    `lessons`); a test keeps the copies equal to this one.
+    Dicts count their keys, lists their order. Lessons import it from here (`lessons` is
+    installed with the project, so a student notebook in any folder finds it): one
+    definition, so every stored fingerprint was made by the function that checks it.
     """
     import hashlib
 
