@@ -76,12 +76,11 @@ def _sessions(checkpoint, data, precisions, calibration_photos, cache_dir):
     from .export import onnx_bytes
     from .quantize import CALIBRATION_PHOTOS, calibration_from_data
 
-    fp32 = TorchSession.from_checkpoint(checkpoint)
-    payload = fp32.payload
-    sessions, skipped = {"fp32": fp32}, {}
+    model, payload = load_model(checkpoint)  # once: each session below works on its own copy
+    sessions, skipped = {"fp32": TorchSession(model, payload)}, {}
     if "bf16" in precisions:
         if bf16_supported("cpu"):
-            sessions["bf16"] = TorchSession.from_checkpoint(checkpoint, bf16=True)
+            sessions["bf16"] = TorchSession(model, payload, bf16=True)
         else:
             skipped["bf16"] = "this CPU has no native bfloat16 (AVX-512 BF16 or AMX)"
     if "int8" in precisions:
@@ -89,7 +88,6 @@ def _sessions(checkpoint, data, precisions, calibration_photos, cache_dir):
         if count is None:
             count = min(CALIBRATION_PHOTOS, len(IDRiD(data, "train")))
         calibration = calibration_from_data(payload, data, count, cache_dir=cache_dir)
-        model, _ = load_model(checkpoint)
         sessions["int8"] = OnnxSession(onnx_bytes(model, payload, calibration=calibration))
     return sessions, skipped, payload
 
